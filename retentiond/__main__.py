@@ -1,0 +1,3 @@
+from retentiond.cli import entrypoint
+
+entrypoint()

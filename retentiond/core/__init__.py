@@ -1,0 +1,1 @@
+"""retentiond.core"""

@@ -1,0 +1,153 @@
+"""The interfaces the service needs. Adapters implement them; each port has one contract
+test suite (``tests/contract``) that every adapter must pass.
+
+Adapters translate third-party exceptions into ``retentiond.errors`` types
+(``raise TransientStorageError(...) from e``) and hold no retention logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store says about one stored object (latest version)."""
+
+    key: str
+    size: int
+    modified: datetime
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """Outcome of a completed write: the bytes are durable and visible under ``key``."""
+
+    key: str
+    size: int
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """Outcome of deleting every version of one key.
+
+    ``version_ids`` lists every version (and delete marker) removed; ``evidence`` is a short
+    machine-readable statement of what the store answered afterwards (e.g.
+    ``"stat: ENOENT"`` or ``"list_object_versions: 0 versions"``). No secrets, no personal data.
+    """
+
+    key: str
+    version_ids: tuple[str, ...]
+    evidence: str
+
+
+class ObjectWriter(Protocol):
+    """A write in progress. Bytes become visible only when the context manager exits cleanly;
+    on an exception the partial write is discarded."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+    @property
+    def result(self) -> PutResult:
+        """Available after a clean exit of the context manager."""
+        ...
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A place holding objects by key: the vault (ciphertext) or a quarantine area."""
+
+    @property
+    def url(self) -> str: ...
+
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[ObjectWriter]:
+        """Atomic streamed write of ``key`` (constant memory)."""
+        ...
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Stream the latest version. Raises ObjectNotFoundError."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo:
+        """Raises ObjectNotFoundError."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every key under ``prefix`` (latest versions only), in key order."""
+        ...
+
+    def delete_all_versions(self, key: str) -> DeleteResult:
+        """Delete every version and delete marker of ``key`` and confirm it is gone.
+        Idempotent: deleting an absent key succeeds with no version ids.
+        Raises StorageError (ObjectLockedError when a lock refuses) if anything remains."""
+        ...
+
+
+@runtime_checkable
+class ProofStore(Protocol):
+    """Where the deletion-proof log's files live (a folder or a bucket prefix).
+
+    Paths are relative, ``/``-separated, e.g. ``checkpoint``, ``tile/0/x001/234``,
+    ``tile/entries/000.p/5``.
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None if it does not exist."""
+        ...
+
+    def write_once(self, path: str, data: bytes) -> None:
+        """Create an immutable file durably. Succeeds if it already holds exactly ``data``;
+        raises ProofError if it holds anything else (the log never rewrites history)."""
+        ...
+
+    def replace(self, path: str, data: bytes) -> None:
+        """Durably and atomically create or replace a mutable file (checkpoint, partials)."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every path under ``prefix``, sorted."""
+        ...
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """A data key wrapped by the key-encryption key ``kek_id``. Safe to store; never logged."""
+
+    kek_id: str
+    blob: bytes = field(repr=False)
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Holds the key-encryption keys and the pseudonymisation key."""
+
+    def current_kek_id(self) -> str: ...
+
+    def wrap(self, data_key: bytes, *, object_id: str) -> WrappedKey:
+        """Wrap ``data_key`` for ``object_id`` with the current KEK (bound to the id)."""
+        ...
+
+    def unwrap(self, wrapped: WrappedKey, *, object_id: str) -> bytes:
+        """Raises KeyUnavailableError (unknown KEK) or IntegrityError (wrong key, tampered
+        blob, other object id)."""
+        ...
+
+    def pseudonym(self, identifier: str) -> str:
+        """Keyed HMAC pseudonym of a caller identifier (stable for one key set)."""
+        ...
+
+    def sample_score(self, call_id: str) -> float:
+        """Keyed, deterministic score in [0, 1) of a call id, for the sampling cap."""
+        ...

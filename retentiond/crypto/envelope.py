@@ -1,0 +1,384 @@
+"""Sealed-object format: a recording encrypted in AES-256-GCM segments (STREAM).
+
+The construction is the nonce-based online AE "STREAM" of Hoang, Reyhanitabar, Rogaway and
+Vizár (CRYPTO 2015), the same shape as Tink's streaming AEAD: every segment is an
+independent AES-256-GCM message whose nonce carries the segment's position and whether it
+is the last one, so flipping, truncating, extending, reordering or duplicating segments
+all fail authentication. Segments verify one by one, so memory stays bounded (three
+buffers of one segment) whatever the size of the recording.
+
+Byte format, version 1 (all integers big-endian)::
+
+    header, 20 bytes
+      offset  size  field
+      0       8     magic  b"RTDSEAL\\x00"
+      8       1     format version = 0x01
+      9       4     segment size S: plaintext bytes per segment, 4096 .. 16777216
+      13      7     nonce prefix P: random, fresh for every sealed object
+
+    segments, from offset 20, i = 0 .. n-1 (n >= 1)
+      AES-256-GCM(data key, nonce_i, AD, plaintext[i*S : (i+1)*S]) = ciphertext || tag(16)
+      every segment but the last holds exactly S plaintext bytes (S + 16 on disk);
+      the last holds 0 .. S bytes (16 .. S + 16 on disk); an empty input is one empty
+      last segment, an input of k*S bytes (k >= 1) is k full segments.
+
+    nonce_i (12 bytes) = P (7) || uint32(i) (4) || final flag (1: 0x01 last, else 0x00)
+
+    AD = lp(domain) || uint8(version) || lp(header) || lp(object_id) || lp(purpose)
+      lp(x) = uint32(len(x)) || x; strings are UTF-8; domain is b"retentiond/stream"
+      for recordings (seal_stream) and b"retentiond/blob" for small blobs (seal_bytes),
+      so a blob can never be opened as a recording or the other way round.
+
+    total size = 20 + plaintext_size + 16 * max(1, ceil(plaintext_size / S))
+
+Limits: at most 2**32 segments per object (16 TiB at S = 4 KiB); object_id and purpose
+1..1024 UTF-8 bytes. A data key must be fresh per object (``new_data_key``); the 56-bit
+random nonce prefix keeps a nonce collision below 2**-25 even if one key seals 2**16
+streams, but the design does not rely on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Final, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from retentiond.errors import IntegrityError
+
+__all__ = [
+    "DEFAULT_SEGMENT_SIZE",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "KEY_SIZE",
+    "MAGIC",
+    "MAX_SEGMENT_SIZE",
+    "MIN_SEGMENT_SIZE",
+    "TAG_SIZE",
+    "OpenResult",
+    "SealResult",
+    "SupportsWrite",
+    "ciphertext_size",
+    "new_data_key",
+    "open_bytes",
+    "open_stream",
+    "seal_bytes",
+    "seal_stream",
+]
+
+MAGIC: Final = b"RTDSEAL\x00"
+FORMAT_VERSION: Final = 1
+KEY_SIZE: Final = 32  # AES-256
+TAG_SIZE: Final = 16
+NONCE_PREFIX_SIZE: Final = 7
+HEADER_SIZE: Final = len(MAGIC) + 1 + 4 + NONCE_PREFIX_SIZE  # 20
+MIN_SEGMENT_SIZE: Final = 4 * 1024
+MAX_SEGMENT_SIZE: Final = 16 * 1024 * 1024
+DEFAULT_SEGMENT_SIZE: Final = 256 * 1024
+MAX_SEGMENTS: Final = 2**32
+MAX_BINDING_SIZE: Final = 1024  # bytes of UTF-8 for object_id, purpose, label
+MAX_BLOB_SIZE: Final = 16 * 1024 * 1024  # seal_bytes holds everything in memory
+
+_STREAM_DOMAIN: Final = b"retentiond/stream"
+_BLOB_DOMAIN: Final = b"retentiond/blob"
+_FINAL: Final = b"\x01"
+_NOT_FINAL: Final = b"\x00"
+# cryptography >= 47 has the allocation-free encrypt_into/decrypt_into; older ones do not.
+_USE_INTO: bool = hasattr(AESGCM, "encrypt_into")
+
+
+class SupportsWrite(Protocol):
+    """A byte sink: a file, ``io.BytesIO``, an ``ObjectWriter``... ``write`` must consume
+    or copy ``data`` before returning: the buffer behind it is reused for the next segment."""
+
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class SealResult:
+    """Sizes and SHA-256 (hex) of what went in and of what was written."""
+
+    plaintext_size: int
+    plaintext_sha256: str
+    ciphertext_size: int
+    ciphertext_sha256: str
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    """Size and SHA-256 (hex) of the verified plaintext written to ``dst``."""
+
+    plaintext_size: int
+    plaintext_sha256: str
+
+
+def new_data_key() -> bytes:
+    """A fresh random AES-256 data key (32 bytes) for one object."""
+    return os.urandom(KEY_SIZE)
+
+
+def ciphertext_size(plaintext_size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    """Exact size of the sealed object for ``plaintext_size`` bytes of input."""
+    _check_segment_size(segment_size)
+    if plaintext_size < 0:
+        raise ValueError("plaintext_size must be >= 0")
+    segments = max(1, -(-plaintext_size // segment_size))
+    return HEADER_SIZE + plaintext_size + TAG_SIZE * segments
+
+
+def seal_stream(
+    src: BinaryIO, dst: SupportsWrite, *, data_key: bytes, object_id: str, purpose: str,
+    segment_size: int = DEFAULT_SEGMENT_SIZE, _nonce_prefix: bytes | None = None,
+) -> SealResult:
+    """Encrypt ``src`` to ``dst`` in one pass, bound to ``object_id`` and ``purpose``.
+
+    Memory: three buffers of ``segment_size`` (768 KiB at the default), whatever the input
+    size. ``_nonce_prefix`` exists for known-answer tests only; never pass it otherwise.
+    """
+    return _seal(
+        src, dst, domain=_STREAM_DOMAIN, data_key=data_key, object_id=object_id,
+        purpose=purpose, segment_size=segment_size, nonce_prefix=_nonce_prefix,
+    )
+
+
+def open_stream(
+    src: BinaryIO, dst: SupportsWrite, *, data_key: bytes, object_id: str, purpose: str,
+) -> OpenResult:
+    """Decrypt and verify ``src`` to ``dst``; raise IntegrityError if anything is wrong.
+
+    ``dst`` receives each segment's plaintext as soon as that segment verifies, so on an
+    IntegrityError it already holds a verified but incomplete prefix: write to a temporary
+    location and publish it only after this returns, discard it on any error.
+    """
+    return _open(
+        src, dst, domain=_STREAM_DOMAIN, data_key=data_key, object_id=object_id,
+        purpose=purpose,
+    )
+
+
+def seal_bytes(data: bytes, *, data_key: bytes, object_id: str, label: str) -> bytes:
+    """Seal a small blob (<= 16 MiB, e.g. free-text notes) under an object's data key.
+
+    ``label`` (e.g. ``"notes"``) plays the role of the purpose; the blob domain in the
+    associated data keeps blobs and recordings from being swapped, even under one key.
+    """
+    if len(data) > MAX_BLOB_SIZE:
+        raise ValueError(f"seal_bytes takes at most {MAX_BLOB_SIZE} bytes")
+    out = io.BytesIO()
+    # Small blobs use small segments: opening allocates three buffers of one segment.
+    segment_size = MIN_SEGMENT_SIZE if len(data) <= MIN_SEGMENT_SIZE else DEFAULT_SEGMENT_SIZE
+    _seal(
+        io.BytesIO(data), out, domain=_BLOB_DOMAIN, data_key=data_key, object_id=object_id,
+        purpose=label, segment_size=segment_size, nonce_prefix=None,
+    )
+    return out.getvalue()
+
+
+def open_bytes(sealed: bytes, *, data_key: bytes, object_id: str, label: str) -> bytes:
+    """Open a blob made by ``seal_bytes``. Raises IntegrityError."""
+    out = io.BytesIO()
+    _open(
+        io.BytesIO(sealed), out, domain=_BLOB_DOMAIN, data_key=data_key,
+        object_id=object_id, purpose=label,
+    )
+    return out.getvalue()
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+def _check_segment_size(segment_size: int) -> None:
+    if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
+        raise ValueError(
+            f"segment_size must be {MIN_SEGMENT_SIZE}..{MAX_SEGMENT_SIZE}, got {segment_size}"
+        )
+
+
+def _aead(data_key: bytes) -> AESGCM:
+    if len(data_key) != KEY_SIZE:
+        raise ValueError(f"data key must be {KEY_SIZE} bytes")
+    return AESGCM(data_key)
+
+
+def _binding(name: str, value: str) -> bytes:
+    raw = value.encode("utf-8")
+    if not 1 <= len(raw) <= MAX_BINDING_SIZE:
+        raise ValueError(f"{name} must be 1..{MAX_BINDING_SIZE} bytes of UTF-8")
+    return raw
+
+
+def _lp(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def _associated_data(domain: bytes, header: bytes, object_id: str, purpose: str) -> bytes:
+    return b"".join((
+        _lp(domain), FORMAT_VERSION.to_bytes(1, "big"), _lp(header),
+        _lp(_binding("object_id", object_id)), _lp(_binding("purpose", purpose)),
+    ))
+
+
+def _header(segment_size: int, nonce_prefix: bytes) -> bytes:
+    return MAGIC + bytes([FORMAT_VERSION]) + segment_size.to_bytes(4, "big") + nonce_prefix
+
+
+def _filler(src: BinaryIO) -> Callable[[memoryview], int]:
+    """A function filling a buffer from ``src`` completely, or up to end of input."""
+    readinto = getattr(src, "readinto", None)
+    if callable(readinto):
+
+        def fill(view: memoryview) -> int:
+            filled, size = 0, len(view)
+            while filled < size:
+                got: int | None = readinto(view[filled:])
+                if got is None:
+                    raise ValueError("source is non-blocking and has no data ready")
+                if got == 0:
+                    break
+                filled += got
+            return filled
+
+        return fill
+
+    def fill_by_read(view: memoryview) -> int:
+        filled, size = 0, len(view)
+        while filled < size:
+            chunk = src.read(size - filled)
+            if not chunk:
+                break
+            view[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return filled
+
+    return fill_by_read
+
+
+def _write_all(dst: SupportsWrite, view: memoryview) -> None:
+    while view:
+        written = dst.write(view)
+        if written is None or written >= len(view):
+            return
+        if written <= 0:
+            raise OSError("destination accepted no bytes")
+        view = view[written:]
+
+
+def _seal(
+    src: BinaryIO, dst: SupportsWrite, *, domain: bytes, data_key: bytes, object_id: str,
+    purpose: str, segment_size: int, nonce_prefix: bytes | None,
+) -> SealResult:
+    _check_segment_size(segment_size)
+    aead = _aead(data_key)
+    if nonce_prefix is None:
+        nonce_prefix = os.urandom(NONCE_PREFIX_SIZE)
+    elif len(nonce_prefix) != NONCE_PREFIX_SIZE:
+        raise ValueError(f"nonce prefix must be {NONCE_PREFIX_SIZE} bytes")
+    header = _header(segment_size, nonce_prefix)
+    ad = _associated_data(domain, header, object_id, purpose)
+    fill = _filler(src)
+    pt_hash, ct_hash = hashlib.sha256(), hashlib.sha256()
+
+    _write_all(dst, memoryview(header))
+    ct_hash.update(header)
+    total_in, total_out = 0, len(header)
+
+    cur, nxt = memoryview(bytearray(segment_size)), memoryview(bytearray(segment_size))
+    out = memoryview(bytearray(segment_size + TAG_SIZE))
+    n_cur = fill(cur)
+    counter = 0
+    while True:
+        # Read one segment ahead: a segment is the last one when nothing follows it.
+        n_nxt = fill(nxt) if n_cur == segment_size else 0
+        final = n_nxt == 0
+        plain = cur[:n_cur]
+        nonce = nonce_prefix + counter.to_bytes(4, "big") + (_FINAL if final else _NOT_FINAL)
+        pt_hash.update(plain)
+        if _USE_INTO:
+            sealed = out[:n_cur + TAG_SIZE]
+            aead.encrypt_into(nonce, plain, ad, sealed)
+        else:
+            sealed = memoryview(aead.encrypt(nonce, plain, ad))
+        ct_hash.update(sealed)
+        _write_all(dst, sealed)
+        total_in += n_cur
+        total_out += len(sealed)
+        if final:
+            break
+        counter += 1
+        if counter >= MAX_SEGMENTS:
+            raise ValueError(f"input exceeds {MAX_SEGMENTS} segments of {segment_size} bytes")
+        cur, nxt, n_cur = nxt, cur, n_nxt
+    return SealResult(
+        plaintext_size=total_in, plaintext_sha256=pt_hash.hexdigest(),
+        ciphertext_size=total_out, ciphertext_sha256=ct_hash.hexdigest(),
+    )
+
+
+def _parse_header(header: bytes) -> tuple[int, bytes]:
+    """(segment size, nonce prefix) of a header; IntegrityError if it is not ours."""
+    if len(header) < HEADER_SIZE:
+        raise IntegrityError("sealed object truncated: incomplete header")
+    if header[:len(MAGIC)] != MAGIC:
+        raise IntegrityError("not a retentiond sealed object (bad magic)")
+    version = header[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise IntegrityError(f"unsupported sealed-object format version {version}")
+    segment_size = int.from_bytes(header[len(MAGIC) + 1:len(MAGIC) + 5], "big")
+    if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
+        raise IntegrityError(f"sealed object header has invalid segment size {segment_size}")
+    return segment_size, header[len(MAGIC) + 5:HEADER_SIZE]
+
+
+def _open(
+    src: BinaryIO, dst: SupportsWrite, *, domain: bytes, data_key: bytes, object_id: str,
+    purpose: str,
+) -> OpenResult:
+    aead = _aead(data_key)
+    fill = _filler(src)
+    head = memoryview(bytearray(HEADER_SIZE))
+    header = bytes(head[:fill(head)])
+    segment_size, nonce_prefix = _parse_header(header)
+    ad = _associated_data(domain, header, object_id, purpose)
+    pt_hash = hashlib.sha256()
+    total = 0
+
+    full = segment_size + TAG_SIZE
+    cur, nxt = memoryview(bytearray(full)), memoryview(bytearray(full))
+    out = memoryview(bytearray(segment_size))
+    n_cur = fill(cur)
+    counter = 0
+    while True:
+        n_nxt = fill(nxt) if n_cur == full else 0
+        final = n_nxt == 0
+        if n_cur < TAG_SIZE:
+            raise IntegrityError(
+                f"sealed object truncated at segment {counter} ({n_cur} bytes, "
+                f"at least {TAG_SIZE} needed)"
+            )
+        nonce = nonce_prefix + counter.to_bytes(4, "big") + (_FINAL if final else _NOT_FINAL)
+        try:
+            if _USE_INTO:
+                plain = out[:n_cur - TAG_SIZE]
+                aead.decrypt_into(nonce, cur[:n_cur], ad, plain)
+            else:
+                plain = memoryview(aead.decrypt(nonce, cur[:n_cur], ad))
+        except InvalidTag:
+            raise IntegrityError(
+                f"sealed object does not authenticate at segment {counter}: tampered, "
+                "truncated, extended or reordered, wrong key, or another object or purpose"
+            ) from None
+        pt_hash.update(plain)
+        _write_all(dst, plain)
+        total += len(plain)
+        if final:
+            break
+        counter += 1
+        if counter >= MAX_SEGMENTS:
+            raise IntegrityError(f"sealed object has more than {MAX_SEGMENTS} segments")
+        cur, nxt, n_cur = nxt, cur, n_nxt
+    return OpenResult(plaintext_size=total, plaintext_sha256=pt_hash.hexdigest())

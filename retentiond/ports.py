@@ -49,7 +49,9 @@ class DeleteResult:
 
 class ObjectWriter(Protocol):
     """A write in progress. Bytes become visible only when the context manager exits cleanly;
-    on an exception the partial write is discarded."""
+    on an exception the partial write is discarded. ``write`` must consume or copy ``data``
+    before returning: callers reuse their buffers (the sealer writes from one reused
+    segment buffer)."""
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
 

@@ -1,0 +1,252 @@
+"""Local folders: the embedded vault (an ``ObjectStore``) and the drop-folder inbox.
+
+The local vault keeps no tags or metadata of its own: its index is the catalog (SPEC
+section 2). Writes go to ``.tmp/`` in the same file system, are fsynced, then renamed into
+place and the folder fsynced, so a crash never leaves a half-written object under its
+final name.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from retentiond.errors import (
+    ObjectNotFoundError,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
+from retentiond.ports import DeleteResult, ObjectInfo, PutResult
+
+TMP_DIR = ".tmp"
+_RETRYABLE = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
+
+
+def storage_error(e: OSError, what: str) -> StorageError:
+    """Turn an OSError into our error tree (no traceback for the operator)."""
+    if e.errno == errno.ENOENT:
+        return ObjectNotFoundError(f"{what}: not found")
+    cls = TransientStorageError if e.errno in _RETRYABLE else PermanentStorageError
+    return cls(f"{what}: {e.strerror or e}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileWriter:
+    def __init__(self, fh: BinaryIO, key: str) -> None:
+        self._fh = fh
+        self._key = key
+        self._size = 0
+        self._result: PutResult | None = None
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        n = self._fh.write(data)
+        self._size += n
+        return n
+
+    @property
+    def result(self) -> PutResult:
+        if self._result is None:
+            raise StorageError(f"{self._key}: write not completed")
+        return self._result
+
+
+class LocalObjectStore:
+    """An object store on a local folder (the embedded vault)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            (root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise storage_error(e, str(root)) from None
+
+    @property
+    def url(self) -> str:
+        return self.root.resolve().as_uri()
+
+    def _path(self, key: str) -> Path:
+        parts = PurePosixPath(key).parts
+        if not key or key.startswith("/") or ".." in parts or parts[0] == TMP_DIR:
+            raise PermanentStorageError(f"{key!r}: not a valid object key")
+        return self.root.joinpath(*parts)
+
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[_FileWriter]:
+        return self._writer(key)
+
+    @contextmanager
+    def _writer(self, key: str) -> Iterator[_FileWriter]:
+        final = self._path(key)
+        tmp = self.root / TMP_DIR / f"{secrets.token_hex(8)}.part"
+        try:
+            fh = open(tmp, "xb")  # noqa: SIM115 (closed below on every path)
+        except OSError as e:
+            raise storage_error(e, f"{self.url}: {key}") from None
+        w = _FileWriter(fh, key)
+        try:
+            yield w
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+            w._result = PutResult(key=key, size=w._size)
+        except OSError as e:
+            raise storage_error(e, f"{self.url}: {key}") from None
+        finally:
+            if not fh.closed:
+                fh.close()
+            tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def _open(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            fh = open(self._path(key), "rb")  # noqa: SIM115
+        except OSError as e:
+            raise storage_error(e, f"{self.url}: {key}") from None
+        with fh:
+            yield fh
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        return self._open(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        try:
+            st = self._path(key).stat()
+        except OSError as e:
+            raise storage_error(e, f"{self.url}: {key}") from None
+        return ObjectInfo(key=key, size=st.st_size,
+                          modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel_dir = Path(dirpath).relative_to(self.root)
+            if rel_dir.parts[:1] == (TMP_DIR,):
+                dirnames[:] = []
+                continue
+            dirnames[:] = [d for d in dirnames if not (rel_dir == Path() and d == TMP_DIR)]
+            for name in filenames:
+                key = (rel_dir / name).as_posix()
+                if key.startswith(prefix):
+                    try:
+                        found.append(self.head(key))
+                    except ObjectNotFoundError:
+                        continue
+        yield from sorted(found, key=lambda o: o.key)
+
+    def stale_temporaries(self) -> builtins.list[Path]:
+        """Leftovers of writes interrupted by a crash (ciphertext only, never plaintext)."""
+        return sorted((self.root / TMP_DIR).glob("*.part"))
+
+    def delete_all_versions(self, key: str) -> DeleteResult:
+        path = self._path(key)
+        removed: tuple[str, ...] = ()
+        try:
+            path.unlink()
+            removed = ("null",)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise storage_error(e, f"{self.url}: {key}") from None
+        try:
+            fsync_dir(path.parent)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise storage_error(e, f"{self.url}: {key}") from None
+        if path.exists():
+            raise PermanentStorageError(f"{self.url}: {key}: still present after unlink")
+        return DeleteResult(key=key, version_ids=removed, evidence="stat: ENOENT")
+
+
+# -- inbox ---------------------------------------------------------------------------------
+
+SIDECAR_SUFFIX = ".json"
+_IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".swp")
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A candidate recording in a drop folder."""
+
+    path: Path
+    relpath: str
+    size: int
+    mtime: datetime
+    sidecar: Path | None
+    sidecar_mtime: datetime | None
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+
+def is_candidate(name: str) -> bool:
+    """Files retentiond looks at: not hidden, not in-progress uploads, not sidecars."""
+    return not (
+        name.startswith((".", "~"))
+        or name.endswith(_IGNORED_SUFFIXES)
+        or name.endswith(SIDECAR_SUFFIX)
+    )
+
+
+def inbox_file(root: Path, path: Path) -> InboxFile | None:
+    """Stat one candidate; None if it vanished or is not a regular file."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not path.is_file() or path.is_symlink():
+        return None
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    try:
+        sc_mtime: datetime | None = datetime.fromtimestamp(sidecar.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        sc_mtime = None
+    return InboxFile(
+        path=path, relpath=path.relative_to(root).as_posix(), size=st.st_size,
+        mtime=datetime.fromtimestamp(st.st_mtime, UTC),
+        sidecar=sidecar if sc_mtime is not None else None, sidecar_mtime=sc_mtime,
+    )
+
+
+def scan_inbox(root: Path) -> list[InboxFile]:
+    """Every candidate recording under ``root`` (recursively), oldest first."""
+    found: list[InboxFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if is_candidate(name):
+                f = inbox_file(root, Path(dirpath) / name)
+                if f is not None:
+                    found.append(f)
+    return sorted(found, key=lambda f: (f.mtime, f.relpath))
+
+
+def orphan_sidecars(root: Path) -> list[Path]:
+    """Sidecars whose recording is absent (reported: they hold personal data)."""
+    out = []
+    for path in root.rglob("*" + SIDECAR_SUFFIX):
+        if not path.with_name(path.name[: -len(SIDECAR_SUFFIX)]).exists():
+            out.append(path)
+    return sorted(out)

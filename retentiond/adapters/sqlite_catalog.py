@@ -1,0 +1,360 @@
+"""SQLite catalog: recordings, wrapped data keys and legal holds.
+
+Wrapped data keys live in their own table, apart from the ciphertext (which is in the
+vault), so destroying the row destroys the recording (crypto-shredding). ``secure_delete``
+makes SQLite overwrite deleted content with zeros, and the rollback journal (not WAL) is
+used so no old page with a key survives in a ``-wal`` file after the commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from retentiond.core.model import Recording, State
+from retentiond.errors import ConfigError, NotFoundError, StorageError
+from retentiond.ports import WrappedKey
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    legal_basis TEXT,
+    media TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    ingested_at TEXT NOT NULL,
+    policy_name TEXT NOT NULL,
+    policy_sha256 TEXT NOT NULL,
+    location TEXT NOT NULL,
+    source TEXT,
+    call_id TEXT,
+    subject_ref TEXT,
+    agent TEXT,
+    objection INTEGER NOT NULL DEFAULT 0,
+    sample_score REAL,
+    quarantine_reason TEXT,
+    declared_purpose TEXT,
+    size INTEGER NOT NULL DEFAULT 0,
+    ciphertext_size INTEGER NOT NULL DEFAULT 0,
+    plaintext_sha256 TEXT NOT NULL DEFAULT '',
+    ciphertext_sha256 TEXT NOT NULL DEFAULT '',
+    version_id TEXT,
+    kek_id TEXT NOT NULL DEFAULT '',
+    inbox_pending INTEGER NOT NULL DEFAULT 0,
+    delete_after TEXT,
+    delete_reason TEXT,
+    due_at TEXT,
+    deleted_at TEXT,
+    proof_index INTEGER,
+    proof_record BLOB,
+    notes_sealed BLOB
+);
+CREATE INDEX IF NOT EXISTS recordings_state ON recordings(state);
+CREATE INDEX IF NOT EXISTS recordings_subject ON recordings(subject_ref);
+CREATE INDEX IF NOT EXISTS recordings_source ON recordings(source);
+CREATE TABLE IF NOT EXISTS data_keys (
+    object_id TEXT PRIMARY KEY,
+    kek_id TEXT NOT NULL,
+    wrapped BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    object_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    released_at TEXT,
+    released_by TEXT,
+    release_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_object ON holds(object_id);
+"""
+
+_RECORDING_COLUMNS = (
+    "id", "state", "purpose", "legal_basis", "media", "recorded_at", "ingested_at",
+    "policy_name", "policy_sha256", "location", "source", "call_id", "subject_ref", "agent",
+    "objection", "sample_score", "quarantine_reason", "declared_purpose", "size",
+    "ciphertext_size", "plaintext_sha256", "ciphertext_sha256", "version_id", "kek_id",
+    "inbox_pending", "delete_after", "delete_reason", "due_at", "deleted_at", "proof_index",
+)
+_TIME_COLUMNS = {"recorded_at", "ingested_at", "delete_after", "due_at", "deleted_at"}
+# personal data wiped from a row once its recording is deleted (the tombstone keeps only
+# what the deletion record holds)
+_PERSONAL_COLUMNS = ("source", "call_id", "subject_ref", "agent", "notes_sealed",
+                     "declared_purpose", "quarantine_reason")
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.astimezone(UTC).isoformat()
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class SQLiteCatalog:
+    """The catalog on one SQLite file. Safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{path}: catalog schema version {row[0]}, this retentiond knows "
+                    f"{SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"{path}: cannot open catalog: {e}") from None
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise StorageError(f"{self.path}: catalog busy or unavailable: {e}") from None
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.DatabaseError as e:
+                    self._db.execute("ROLLBACK")
+                    raise StorageError(f"{self.path}: catalog commit failed: {e}") from None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cur = self._db.execute(sql, params)
+                cur.row_factory = sqlite3.Row
+                return cur.fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StorageError(f"{self.path}: catalog query failed: {e}") from None
+
+    @staticmethod
+    def _to_recording(row: sqlite3.Row) -> Recording:
+        values: dict[str, Any] = {c: row[c] for c in _RECORDING_COLUMNS}
+        for c in _TIME_COLUMNS:
+            values[c] = _dt(values[c])
+        values["state"] = State(values["state"])
+        values["objection"] = bool(values["objection"])
+        values["inbox_pending"] = bool(values["inbox_pending"])
+        return Recording(**values)
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def insert_ingesting(
+        self, rec: Recording, *, wrapped: WrappedKey, notes_sealed: bytes | None
+    ) -> None:
+        """Record a recording about to be written, with its wrapped key (one transaction)."""
+        values = {c: getattr(rec, c) for c in _RECORDING_COLUMNS}
+        values["state"] = State.INGESTING.value
+        for c in _TIME_COLUMNS:
+            values[c] = _ts(values[c])
+        values["objection"] = int(rec.objection)
+        values["inbox_pending"] = int(rec.inbox_pending)
+        cols = (*_RECORDING_COLUMNS, "notes_sealed")
+        params = [values[c] for c in _RECORDING_COLUMNS] + [notes_sealed]
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO recordings({', '.join(cols)}) "
+                f"VALUES({', '.join('?' for _ in cols)})",
+                params,
+            )
+            db.execute(
+                "INSERT INTO data_keys(object_id, kek_id, wrapped) VALUES(?, ?, ?)",
+                (rec.id, wrapped.kek_id, wrapped.blob),
+            )
+
+    def mark_stored(
+        self, object_id: str, *, state: State, size: int, ciphertext_size: int,
+        plaintext_sha256: str, ciphertext_sha256: str, version_id: str | None,
+        delete_after: datetime | None, sample_score: float | None,
+    ) -> None:
+        """The vault copy is verified: the recording is managed; its plaintext may go."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE recordings SET state=?, size=?, ciphertext_size=?, plaintext_sha256=?, "
+                "ciphertext_sha256=?, version_id=?, delete_after=?, sample_score=?, "
+                "inbox_pending=1 WHERE id=? AND state=?",
+                (state.value, size, ciphertext_size, plaintext_sha256, ciphertext_sha256,
+                 version_id, _ts(delete_after), sample_score, object_id,
+                 State.INGESTING.value),
+            )
+            if cur.rowcount != 1:
+                raise StorageError(f"catalog: recording {object_id} is no longer being ingested")
+
+    def clear_inbox_pending(self, object_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE recordings SET inbox_pending=0 WHERE id=?", (object_id,))
+
+    def rollback_ingest(self, object_id: str) -> None:
+        """Forget an unfinished ingest: its row and its key (the plaintext is still in the
+        inbox, so nothing is lost)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
+            db.execute(
+                "DELETE FROM recordings WHERE id=? AND state=?",
+                (object_id, State.INGESTING.value),
+            )
+
+    # -- queries ----------------------------------------------------------------------
+
+    def get(self, object_id: str) -> Recording:
+        rows = self._query(
+            f"SELECT {', '.join(_RECORDING_COLUMNS)} FROM recordings WHERE id=?",  # noqa: S608
+            (object_id,),
+        )
+        if not rows:
+            raise NotFoundError(f"no recording with id {object_id!r}")
+        return self._to_recording(rows[0])
+
+    def query(
+        self, *, states: Sequence[State] | None = None, purpose: str | None = None,
+        subject_ref: str | None = None, inbox_pending: bool | None = None,
+        source: str | None = None,
+    ) -> list[Recording]:
+        """Recordings matching every given filter, oldest recorded first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params.extend(s.value for s in states)
+        for column, value in (("purpose", purpose), ("subject_ref", subject_ref),
+                              ("source", source)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value)
+        if inbox_pending is not None:
+            where.append("inbox_pending=?")
+            params.append(int(inbox_pending))
+        sql = f"SELECT {', '.join(_RECORDING_COLUMNS)} FROM recordings"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY recorded_at, id"
+        return [self._to_recording(r) for r in self._query(sql, params)]
+
+    def wrapped_key(self, object_id: str) -> WrappedKey | None:
+        rows = self._query("SELECT kek_id, wrapped FROM data_keys WHERE object_id=?", (object_id,))
+        return WrappedKey(kek_id=rows[0][0], blob=bytes(rows[0][1])) if rows else None
+
+    def notes_sealed(self, object_id: str) -> bytes | None:
+        rows = self._query("SELECT notes_sealed FROM recordings WHERE id=?", (object_id,))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def key_ids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT object_id FROM data_keys")}
+
+    def locations(self) -> dict[str, str]:
+        """location -> id for every recording whose ciphertext should exist."""
+        rows = self._query(
+            "SELECT location, id FROM recordings WHERE state != ?", (State.DELETED.value,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def counts(self) -> list[tuple[str, str, int, int]]:
+        """(purpose, state, count, bytes) for every live combination."""
+        rows = self._query(
+            "SELECT purpose, state, COUNT(*), COALESCE(SUM(size), 0) FROM recordings "
+            "GROUP BY purpose, state"
+        )
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    # -- deletion ---------------------------------------------------------------------
+
+    def start_deletion(self, object_id: str, *, reason: str, due_at: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE recordings SET state=?, delete_reason=?, due_at=? "
+                "WHERE id=? AND state IN (?, ?)",
+                (State.DELETING.value, reason, _ts(due_at), object_id, State.ACTIVE.value,
+                 State.QUARANTINED.value),
+            )
+
+    def destroy_key(self, object_id: str, *, record: bytes, deleted_at: datetime) -> None:
+        """Destroy the wrapped data key and the row's personal data; keep the deletion record
+        to append to the proof log (one transaction)."""
+        sets = ", ".join(f"{c}=NULL" for c in _PERSONAL_COLUMNS)
+        with self._tx() as db:
+            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
+            db.execute(
+                f"UPDATE recordings SET {sets}, proof_record=?, deleted_at=? "  # noqa: S608
+                "WHERE id=? AND state=?",
+                (record, _ts(deleted_at), object_id, State.DELETING.value),
+            )
+
+    def pending_proofs(self) -> list[tuple[str, bytes]]:
+        """(id, record) of deletions whose key is destroyed but whose proof is not recorded."""
+        rows = self._query(
+            "SELECT id, proof_record FROM recordings WHERE state=? AND proof_record IS NOT NULL "
+            "AND proof_index IS NULL ORDER BY deleted_at, id",
+            (State.DELETING.value,),
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def finish_deletion(self, object_id: str, *, proof_index: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE recordings SET state=?, proof_index=?, proof_record=NULL WHERE id=?",
+                (State.DELETED.value, proof_index, object_id),
+            )
+
+    def max_proof_index(self) -> int | None:
+        rows = self._query("SELECT MAX(proof_index) FROM recordings")
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    # -- holds ------------------------------------------------------------------------
+
+    def add_hold(self, object_id: str, *, reason: str, actor: str, now: datetime) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO holds(object_id, reason, actor, created_at) VALUES(?, ?, ?, ?)",
+                (object_id, reason, actor, _ts(now)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def remove_holds(self, object_id: str, *, reason: str, actor: str, now: datetime) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE holds SET released_at=?, released_by=?, release_reason=? "
+                "WHERE object_id=? AND released_at IS NULL",
+                (_ts(now), actor, reason, object_id),
+            )
+            return cur.rowcount
+
+    def held_ids(self) -> set[str]:
+        rows = self._query("SELECT DISTINCT object_id FROM holds WHERE released_at IS NULL")
+        return {r[0] for r in rows}

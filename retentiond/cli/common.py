@@ -1,0 +1,68 @@
+"""Helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from retentiond.clock import SystemClock
+from retentiond.core.duration import parse_duration
+from retentiond.core.sidecar import parse_datetime
+from retentiond.errors import UsageError
+from retentiond.service.wiring import App, build_app
+from retentiond.settings import Settings, find_config, load_settings
+
+Handler = Callable[[argparse.Namespace], int]
+Subparsers = Any  # argparse's _SubParsersAction is private
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(find_config(args.config, os.environ), overrides=overrides)
+
+
+def app_from(args: argparse.Namespace, *, need_signer: bool = True, **overrides: Any) -> App:
+    return build_app(settings_from(args, **overrides), need_signer=need_signer)
+
+
+def parse_time(text: str, *, now: datetime, flag: str) -> datetime:
+    """An ISO 8601 date-time with offset, or a duration from now (``P6M``, ``+P30D``)."""
+    t = text.strip()
+    if t.lstrip("+").startswith("P"):
+        try:
+            return parse_duration(t.lstrip("+")).add_to(now)
+        except ValueError as e:
+            raise UsageError(f"{flag}: {e}") from None
+    try:
+        return parse_datetime(t, what=flag)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat(timespec="seconds")
+
+
+def print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def now() -> datetime:
+    return SystemClock().now()
+
+
+def actor_default() -> str:
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"

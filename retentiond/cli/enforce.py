@@ -1,0 +1,128 @@
+"""``sweep``, ``plan`` and ``hold``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from retentiond.cli.common import (
+    Subparsers,
+    actor_default,
+    app_from,
+    iso,
+    now,
+    parse_time,
+    print_json,
+    table,
+)
+from retentiond.core.decide import Action
+from retentiond.core.model import LIVE_STATES
+from retentiond.errors import EXIT_OK, EXIT_WARNINGS, NotFoundError, UsageError
+from retentiond.service.sweep import Sweeper
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("sweep", help="one enforcement pass now")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would be deleted; change nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("plan", help="what will be deleted by time T, when and by which rule")
+    p.add_argument("--at", metavar="T", help="ISO 8601 time, or a duration from now (P6M); "
+                   "default: now")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("hold", help="legal holds: nothing held is deleted")
+    hsub = p.add_subparsers(dest="hold_command", metavar="SUBCOMMAND", required=True)
+    for name, helptext in (("add", "put recordings under legal hold"),
+                           ("remove", "release legal holds")):
+        h = hsub.add_parser(name, help=helptext)
+        h.add_argument("ids", metavar="ID", nargs="+")
+        h.add_argument("--reason", metavar="R", required=True)
+        h.add_argument("--actor", metavar="A", default=None,
+                       help="who decides (default: the login name)")
+        h.set_defaults(func=cmd_hold_add if name == "add" else cmd_hold_remove)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    app = app_from(args, need_signer=not args.dry_run)
+    report = Sweeper(app).sweep(now=now(), dry_run=args.dry_run)
+    items = [
+        {"id": i.id, "purpose": i.purpose, "outcome": i.outcome, "rule": i.rule,
+         "due": iso(i.due), "proof_index": i.proof_index, "error": i.error}
+        for i in report.items
+    ]
+    if args.json:
+        print_json({"dry_run": report.dry_run, "at": iso(report.now), "items": items})
+    else:
+        for i in report.items:
+            extra = f" proof #{i.proof_index}" if i.proof_index is not None else ""
+            extra += f" ({i.error})" if i.error else ""
+            print(f"{i.outcome:13} {i.id} {i.purpose} {i.rule} due {iso(i.due)}{extra}")
+        print(f"{report.count('deleted')} deleted, {report.count('would-delete')} would be "
+              f"deleted, {report.count('failed')} failed, {report.count('held-overdue')} "
+              "held past their date")
+    return EXIT_WARNINGS if report.has_warnings else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    app = app_from(args, need_signer=False)
+    t = now()
+    at = parse_time(args.at, now=t, flag="--at") if args.at else t
+    items = Sweeper(app).plan(at=at)
+    rows: list[dict[str, Any]] = []
+    for it in items:
+        d = it.decision
+        if d.action is Action.DELETE or d.rule in ("legal-hold-overdue", "unknown-purpose"):
+            rows.append({
+                "id": it.recording.id, "purpose": it.recording.purpose,
+                "action": d.action.value, "rule": d.rule, "due": iso(d.due),
+                "reason": d.reason.value if d.reason else None, "why": list(d.reasons),
+            })
+    rows.sort(key=lambda r: (r["due"] or "", r["id"]))
+    if args.json:
+        print_json({"at": iso(at), "items": rows})
+        return 0
+    print(f"plan at {iso(at)}: {sum(r['action'] == 'delete' for r in rows)} to delete")
+    if rows:
+        print(table([[r["id"], r["purpose"], r["action"], r["rule"], r["due"] or "-"]
+                     for r in rows], ["ID", "PURPOSE", "ACTION", "RULE", "DUE"]))
+    return 0
+
+
+def _check_ids(args: argparse.Namespace) -> None:
+    if not args.reason.strip():
+        raise UsageError("--reason must not be empty")
+
+
+def cmd_hold_add(args: argparse.Namespace) -> int:
+    _check_ids(args)
+    app = app_from(args, need_signer=False)
+    actor, t = args.actor or actor_default(), now()
+    for object_id in args.ids:
+        rec = app.catalog.get(object_id)
+        if rec.state not in LIVE_STATES:
+            raise NotFoundError(f"recording {object_id} is {rec.state.value}: nothing to hold")
+    for object_id in args.ids:
+        app.catalog.add_hold(object_id, reason=args.reason, actor=actor, now=t)
+        app.audit.append(action="hold-add", actor=actor, reason=args.reason, now=t,
+                         object_id=object_id)
+        print(f"held {object_id}")
+    return 0
+
+
+def cmd_hold_remove(args: argparse.Namespace) -> int:
+    _check_ids(args)
+    app = app_from(args, need_signer=False)
+    actor, t = args.actor or actor_default(), now()
+    code = 0
+    for object_id in args.ids:
+        app.catalog.get(object_id)
+        n = app.catalog.remove_holds(object_id, reason=args.reason, actor=actor, now=t)
+        app.audit.append(action="hold-remove", actor=actor, reason=args.reason, now=t,
+                         object_id=object_id, details={"released": n})
+        print(f"released {n} hold(s) on {object_id}" if n else f"{object_id}: no active hold")
+        code = code if n else EXIT_WARNINGS
+    return code

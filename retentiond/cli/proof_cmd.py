@@ -1,0 +1,126 @@
+"""``proof verify`` and ``proof show``."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from retentiond.adapters.localfs_proofs import FileProofStore
+from retentiond.cli.common import Subparsers, app_from, print_json, settings_from
+from retentiond.errors import NotFoundError, StorageError, UsageError
+from retentiond.service.prooflog import ProofLog, verify_log
+from retentiond.service.wiring import VERIFIER_KEY_FILE, load_verifier
+
+WITNESS_FILE = "proof-verified.checkpoint"
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("proof", help="deletion-proof log")
+    psub = p.add_subparsers(dest="proof_command", metavar="SUBCOMMAND", required=True)
+    v = psub.add_parser(
+        "verify", help="verify the whole log offline",
+        description="Check the checkpoint signature, every entry, every tile, and "
+        "consistency with the last checkpoint this verifier saw (kept in --witness).",
+    )
+    v.add_argument("--log", metavar="LOCATION", help="log folder (default: the config's proofs)")
+    v.add_argument("--vkey", metavar="FILE", type=Path,
+                   help="verifier key file (default: the config's keys/proof-log.vkey)")
+    v.add_argument("--witness", metavar="FILE", type=Path,
+                   help="where the last verified checkpoint is kept (default with a config: "
+                   "state/proof-verified.checkpoint)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
+    s = psub.add_parser("show", help="a deletion record with its inclusion proof")
+    s.add_argument("id", metavar="ID", help="recording id (as printed by ls)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+
+def _local_path(location: str) -> Path:
+    if location.startswith("file://"):
+        return Path(unquote(urlparse(location).path))
+    if "://" in location:
+        raise UsageError(f"--log {location}: only folders and file:// URLs are supported so far")
+    return Path(location)
+
+
+def _write_witness(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot record the verified checkpoint: {e.strerror}") from None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = None
+    if args.log is None or args.vkey is None:
+        settings = settings_from(args)
+    log_dir = _local_path(args.log) if args.log else Path(settings.proofs)  # type: ignore[union-attr]
+    if not log_dir.is_dir():
+        raise NotFoundError(f"{log_dir}: no proof log here")
+    vkey = args.vkey or settings.keys_dir / VERIFIER_KEY_FILE  # type: ignore[union-attr]
+    verifier = load_verifier(vkey)
+    witness = args.witness
+    if witness is None and settings is not None and args.log is None:
+        witness = settings.state_dir / WITNESS_FILE
+    last = witness.read_bytes() if witness is not None and witness.exists() else None
+    result = verify_log(FileProofStore(log_dir), verifier=verifier, origin=verifier.name,
+                        last_checkpoint=last)
+    if witness is not None:
+        _write_witness(witness, result.checkpoint)
+    root = base64.b64encode(result.root).decode()
+    if args.json:
+        print_json({"ok": True, "log": str(log_dir), "origin": verifier.name,
+                    "size": result.size, "root": root,
+                    "consistent_with_previous": last is not None})
+    else:
+        print(f"ok: {log_dir}: {result.size} entries, root {root}, signed by {verifier.name}"
+              + ("; consistent with the last verified checkpoint" if last else ""))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    app = app_from(args, need_signer=False)
+    log: ProofLog = app.proof_log
+    index: int | None = None
+    try:
+        rec = app.catalog.get(args.id)
+        index = rec.proof_index
+        if index is None:
+            raise NotFoundError(f"recording {args.id} is {rec.state.value}: no deletion proof yet")
+    except NotFoundError:
+        if index is not None:
+            raise
+        for i, entry in enumerate(log.entries(0, log.size())):
+            if json.loads(entry).get("object_id") == args.id:
+                index = i
+                break
+        if index is None:
+            raise NotFoundError(f"no deletion record for {args.id!r} in the proof log") from None
+    record: dict[str, Any] = json.loads(log.entry(index))
+    proof = log.inclusion_proof(index)
+    if args.json:
+        print_json({"index": index, "record": record, "inclusion_proof": proof.to_json()})
+        return 0
+    print(f"deletion record #{index}")
+    for key in sorted(record):
+        print(f"  {key}: {json.dumps(record[key], ensure_ascii=False)}")
+    p = proof.to_json()
+    print(f"inclusion proof against checkpoint of size {p['tree_size']}:")
+    for key in sorted(p):
+        if key != "checkpoint":
+            print(f"  {key}: {json.dumps(p[key])}")
+    print("checkpoint:")
+    print(proof.checkpoint.decode("utf-8").rstrip("\n"))
+    return 0

@@ -1,0 +1,140 @@
+"""``ingest``, ``ls`` and ``get``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from retentiond.cli.common import (
+    Subparsers,
+    app_from,
+    iso,
+    now,
+    parse_time,
+    print_json,
+    table,
+)
+from retentiond.core.classify import Overrides
+from retentiond.core.decide import decide
+from retentiond.core.model import LEGAL_BASES, LIVE_STATES, State
+from retentiond.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_WARNINGS,
+    InputError,
+    UsageError,
+)
+from retentiond.service.access import retrieve
+from retentiond.service.ingest import Ingestor
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "ingest", help="ingest files now, through the same path as the watcher",
+        description="Classify, encrypt and catalogue each FILE (and its FILE.json sidecar). "
+        "Like the watcher, the plaintext file and its sidecar are removed once the "
+        "encrypted copy is verified in the vault.",
+    )
+    p.add_argument("files", metavar="FILE", nargs="+", type=Path)
+    p.add_argument("--purpose", help="declared purpose (wins over the sidecar)")
+    p.add_argument("--legal-basis", help="GDPR Art. 6(1) basis (default: the purpose's)")
+    p.add_argument("--recorded-at", metavar="T", help="ISO 8601 time with offset")
+    p.add_argument("--subject", metavar="S", help="caller identifier (stored as a pseudonym)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ls", help="list managed recordings")
+    p.add_argument("--purpose", metavar="P")
+    p.add_argument("--subject", metavar="S", help="caller identifier (looked up by pseudonym)")
+    p.add_argument("--state", choices=[s.value for s in State])
+    p.add_argument("--all", action="store_true", help="include deleted recordings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("get", help="decrypt one recording (audited)",
+                       description="Decrypt recording ID to --out. The access (actor, reason, "
+                       "time) is written to the audit log before the key is used.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--out", metavar="FILE", type=Path, required=True)
+    p.add_argument("--actor", metavar="A", required=True, help="who asks (person or system)")
+    p.add_argument("--reason", metavar="R", required=True, help="why (ticket, request...)")
+    p.set_defaults(func=cmd_get)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    app = app_from(args)
+    t = now()
+    if args.purpose is not None and args.purpose not in app.policy.purposes:
+        raise InputError(
+            f"--purpose: unknown purpose {args.purpose!r} (policy {app.policy.name} defines: "
+            f"{', '.join(sorted(app.policy.purposes))})"
+        )
+    if args.legal_basis is not None and args.legal_basis not in LEGAL_BASES:
+        raise InputError(f"--legal-basis: unknown legal basis {args.legal_basis!r} "
+                         f"(one of {', '.join(sorted(LEGAL_BASES))})")
+    overrides = Overrides(
+        purpose=args.purpose, legal_basis=args.legal_basis, subject=args.subject,
+        recorded_at=parse_time(args.recorded_at, now=t, flag="--recorded-at")
+        if args.recorded_at else None,
+    )
+    ingestor = Ingestor(app)
+    ingestor.recover()
+    code = EXIT_OK
+    for path in args.files:
+        if not path.is_file():
+            print(f"failed       -                                {path}  (not a regular file)")
+            code = max(code, EXIT_NOT_FOUND)
+            continue
+        o = ingestor.ingest(path.resolve(), relpath=path.name, overrides=overrides, now=t)
+        print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
+              + (f"  ({o.message})" if o.message else ""))
+        if o.outcome == "quarantined":
+            code = max(code, EXIT_WARNINGS)
+        elif o.outcome == "failed":
+            code = max(code, EXIT_STORAGE if "storage" in o.message else EXIT_BAD_INPUT)
+        elif o.outcome in ("busy", "changed"):
+            code = max(code, EXIT_WARNINGS)
+    return code
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    app = app_from(args, need_signer=False)
+    t = now()
+    states = [State(args.state)] if args.state else (None if args.all else list(LIVE_STATES))
+    subject_ref = app.keys.pseudonym(args.subject) if args.subject else None
+    held = app.catalog.held_ids()
+    rows: list[dict[str, Any]] = []
+    for rec in app.catalog.query(states=states, purpose=args.purpose, subject_ref=subject_ref):
+        live = rec.state in LIVE_STATES
+        d = decide(rec, policy=app.policy, held=rec.id in held, now=t) if live else None
+        rows.append({
+            "id": rec.id, "purpose": rec.purpose, "legal_basis": rec.legal_basis,
+            "recorded_at": iso(rec.recorded_at), "ingested_at": iso(rec.ingested_at),
+            "delete_after": iso(d.due if d else rec.due_at),
+            "hold": rec.id in held, "state": rec.state.value, "call_id": rec.call_id,
+            "source": rec.source, "media": rec.media, "size": rec.size,
+            "rule": d.rule if d else rec.delete_reason,
+            "quarantine_reason": rec.quarantine_reason,
+            "policy": {"name": rec.policy_name, "sha256": rec.policy_sha256},
+            "proof_index": rec.proof_index,
+        })
+    if args.json:
+        print_json(rows)
+        return 0
+    print(table(
+        [[r["id"], r["purpose"], r["legal_basis"] or "-", r["recorded_at"] or "-",
+          r["delete_after"] or "-", "yes" if r["hold"] else "no", r["state"]] for r in rows],
+        ["ID", "PURPOSE", "LEGAL BASIS", "RECORDED AT", "DELETE AFTER", "HOLD", "STATE"],
+    ))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out}: is a folder; give a file name")
+    app = app_from(args, need_signer=False)
+    got = retrieve(app, args.id, out=args.out, actor=args.actor, reason=args.reason, now=now())
+    print(f"wrote {got.out} ({got.size} bytes, sha256 {got.plaintext_sha256}); access audited")
+    return 0

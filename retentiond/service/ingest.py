@@ -1,0 +1,303 @@
+"""Ingest: from a plaintext file in an inbox to a verified, encrypted, catalogued recording.
+
+Order (each step durable before the next), so that a crash (kill -9) at any point leaves
+no recording without its key, no key without its recording, and the plaintext in place
+until the encrypted copy is verified:
+
+1. catalog row ``ingesting`` + wrapped data key, in one transaction;
+2. ciphertext streamed to the vault (temp file + fsync + rename);
+3. vault copy verified (size and SHA-256 read back);
+4. catalog row -> ``active``/``quarantined`` with ``inbox_pending`` set;
+5. plaintext and sidecar unlinked, folder fsynced; ``inbox_pending`` cleared.
+
+``recover()`` finishes whatever a crash interrupted: rows still ``ingesting`` are rolled
+back (their plaintext is still in the inbox and will be ingested again), rows with
+``inbox_pending`` get their plaintext removed if it is the very file that was stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from retentiond.adapters.localfs import SIDECAR_SUFFIX, fsync_dir
+from retentiond.core.classify import Classification, Overrides, classify
+from retentiond.core.decide import due_date
+from retentiond.core.model import QUARANTINE, Recording, State
+from retentiond.core.sidecar import Sidecar, parse_sidecar
+from retentiond.crypto.envelope import new_data_key, seal_bytes, seal_stream
+from retentiond.errors import (
+    InputError,
+    IntegrityError,
+    ObjectNotFoundError,
+    RetentiondError,
+    StorageError,
+)
+from retentiond.faults import crashpoint
+from retentiond.service.wiring import App
+
+logger = logging.getLogger(__name__)
+
+NOTES_LABEL = "notes"
+NO_OVERRIDES = Overrides()
+_HASH_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What happened to one file. ``outcome``: stored, quarantined, duplicate, busy,
+    changed (still being written: retried later), failed."""
+
+    source: str
+    outcome: str
+    object_id: str | None = None
+    purpose: str | None = None
+    message: str = ""
+
+
+def vault_key(object_id: str) -> str:
+    """Opaque vault key: no file name, no date, no caller data."""
+    return f"v1/{object_id[:2]}/{object_id}.rtd"
+
+
+def _sha256_file(path: Path) -> str | None:
+    h = hashlib.sha256()
+    buf = bytearray(_HASH_CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                h.update(view[:n])
+    except FileNotFoundError:
+        return None
+    return h.hexdigest()
+
+
+def _unlink_durably(*paths: Path) -> None:
+    parents = set()
+    for p in paths:
+        try:
+            p.unlink()
+            parents.add(p.parent)
+        except FileNotFoundError:
+            continue
+    for parent in parents:
+        fsync_dir(parent)
+
+
+class Ingestor:
+    """Ingests files through the one path shared by the watcher and ``retentiond ingest``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # -- crash recovery ---------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Finish or undo ingests a crash interrupted. Returns how many were repaired."""
+        app = self.app
+        repaired = 0
+        for rec in app.catalog.query(states=[State.INGESTING]):
+            try:
+                app.vault.delete_all_versions(rec.location)
+            except StorageError as e:
+                app.metrics.errors.labels(stage="vault").inc()
+                logger.warning("cannot undo interrupted ingest %s: %s", rec.id, e,
+                               extra={"event": "ingest.recover_failed", "object_id": rec.id})
+                continue
+            app.catalog.rollback_ingest(rec.id)
+            repaired += 1
+            logger.info("rolled back interrupted ingest %s", rec.id,
+                        extra={"event": "ingest.rolled_back", "object_id": rec.id})
+        for rec in app.catalog.query(inbox_pending=True):
+            self._remove_stored_plaintext(rec)
+            repaired += 1
+        stale = getattr(app.vault, "stale_temporaries", None)
+        if stale is not None:
+            for tmp in stale():
+                tmp.unlink(missing_ok=True)
+        return repaired
+
+    def _remove_stored_plaintext(self, rec: Recording) -> None:
+        src = Path(rec.source)
+        digest = _sha256_file(src)
+        if digest == rec.plaintext_sha256:
+            _unlink_durably(src, src.with_name(src.name + SIDECAR_SUFFIX))
+        elif digest is not None:
+            logger.warning(
+                "%s differs from the stored recording %s; left for ingest as a new file",
+                src, rec.id, extra={"event": "ingest.source_changed", "object_id": rec.id},
+            )
+        self.app.catalog.clear_inbox_pending(rec.id)
+
+    # -- the ingest path --------------------------------------------------------------
+
+    def ingest(
+        self, path: Path, *, relpath: str | None = None, overrides: Overrides = NO_OVERRIDES,
+        now: datetime,
+    ) -> IngestOutcome:
+        """Ingest one file. Expected failures come back as an outcome, never raised."""
+        app = self.app
+        started = app.clock.monotonic()
+        source = str(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return IngestOutcome(source, "failed", message=f"{path}: file not found")
+        except OSError as e:
+            app.metrics.errors.labels(stage="ingest").inc()
+            return IngestOutcome(source, "failed", message=f"{path}: cannot open: {e.strerror}")
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return IngestOutcome(source, "busy", message=f"{path}: being ingested elsewhere")
+            before = os.fstat(fh.fileno())
+            try:
+                outcome = self._ingest_open(
+                    fh, path=path, relpath=relpath or path.name, before=before,
+                    overrides=overrides, now=now,
+                )
+            except RetentiondError as e:
+                app.metrics.errors.labels(stage="ingest").inc()
+                app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
+                logger.error("ingest of %s failed: %s", path, e,
+                             extra={"event": "ingest.failed"})
+                return IngestOutcome(source, "failed", message=str(e))
+        if outcome.outcome in ("stored", "quarantined"):
+            app.metrics.ingest_duration.observe(app.clock.monotonic() - started)
+        return outcome
+
+    def _read_sidecar(self, path: Path) -> tuple[Sidecar | None, str | None]:
+        sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+        try:
+            data = sidecar.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as e:
+            return None, f"{sidecar}: cannot read sidecar: {e.strerror}"
+        try:
+            return parse_sidecar(data, filename=str(sidecar)), None
+        except InputError as e:
+            return None, str(e)
+
+    def _ingest_open(
+        self, fh: object, *, path: Path, relpath: str, before: os.stat_result,
+        overrides: Overrides, now: datetime,
+    ) -> IngestOutcome:
+        app = self.app
+        policy = app.policy
+        sidecar, sidecar_error = self._read_sidecar(path)
+        if sidecar_error is not None:
+            logger.warning("%s", sidecar_error, extra={"event": "ingest.bad_sidecar"})
+        cls = classify(
+            policy=policy, relpath=relpath,
+            mtime=datetime.fromtimestamp(before.st_mtime, UTC), now=now,
+            sidecar=sidecar, sidecar_error=sidecar_error, overrides=overrides,
+        )
+        object_id = secrets.token_hex(16)
+        data_key = new_data_key()
+        wrapped = app.keys.wrap(data_key, object_id=object_id)
+        notes_sealed = (
+            seal_bytes(cls.notes.encode("utf-8"), data_key=data_key, object_id=object_id,
+                       label=NOTES_LABEL)
+            if cls.notes else None
+        )
+        rec = self._new_record(cls, object_id=object_id, source=str(path), now=now,
+                               kek_id=wrapped.kek_id)
+        app.catalog.insert_ingesting(rec, wrapped=wrapped, notes_sealed=notes_sealed)
+        crashpoint("ingest.after_catalog_insert")
+        try:
+            with app.vault.writer(rec.location, metadata={}, tags={}) as w:
+                sealed = seal_stream(
+                    fh,  # type: ignore[arg-type]
+                    w, data_key=data_key, object_id=object_id, purpose=cls.purpose,
+                )
+                crashpoint("ingest.before_vault_commit")
+            put = w.result
+            crashpoint("ingest.after_vault_write")
+            self._verify_vault_copy(rec.location, sealed.ciphertext_size,
+                                    sealed.ciphertext_sha256)
+            after = os.stat(path, follow_symlinks=False)
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (
+                sealed.plaintext_size != before.st_size
+            ):
+                self._undo(rec)
+                return IngestOutcome(str(path), "changed",
+                                     message=f"{path}: changed while being ingested; retried later")
+            score_input = cls.call_id if cls.call_id else f"sha256:{sealed.plaintext_sha256}"
+            stored = dataclasses.replace(rec, sample_score=app.keys.sample_score(score_input))
+            due, _, _ = due_date(stored, policy=policy)
+            state = State.QUARANTINED if cls.quarantined else State.ACTIVE
+            app.catalog.mark_stored(
+                object_id, state=state, size=sealed.plaintext_size,
+                ciphertext_size=sealed.ciphertext_size,
+                plaintext_sha256=sealed.plaintext_sha256,
+                ciphertext_sha256=sealed.ciphertext_sha256, version_id=put.version_id,
+                delete_after=due, sample_score=stored.sample_score,
+            )
+        except BaseException:
+            self._undo(rec)
+            raise
+        crashpoint("ingest.after_mark_stored")
+        _unlink_durably(path, path.with_name(path.name + SIDECAR_SUFFIX))
+        crashpoint("ingest.after_unlink")
+        app.catalog.clear_inbox_pending(object_id)
+        outcome = "quarantined" if cls.quarantined else "stored"
+        label = QUARANTINE if cls.quarantined else cls.purpose
+        app.metrics.ingested.labels(purpose=label, outcome=outcome).inc()
+        app.metrics.ingest_bytes.inc(sealed.plaintext_size)
+        if cls.quarantined:
+            logger.warning("quarantined %s as %s: %s", path, object_id, cls.quarantine_reason,
+                           extra={"event": "ingest.quarantined", "object_id": object_id})
+        else:
+            logger.info("stored %s as %s (%s)", path, object_id, cls.purpose,
+                        extra={"event": "ingest.stored", "object_id": object_id})
+        return IngestOutcome(str(path), outcome, object_id, label,
+                             cls.quarantine_reason or "")
+
+    def _new_record(
+        self, cls: Classification, *, object_id: str, source: str, now: datetime, kek_id: str
+    ) -> Recording:
+        keys, policy = self.app.keys, self.app.policy
+        return Recording(
+            id=object_id, state=State.INGESTING, purpose=cls.purpose,
+            legal_basis=cls.legal_basis, media=cls.media, recorded_at=cls.recorded_at,
+            ingested_at=now, policy_name=policy.name, policy_sha256=policy.sha256,
+            location=vault_key(object_id), source=source, call_id=cls.call_id,
+            subject_ref=keys.pseudonym(cls.subject) if cls.subject else None,
+            agent=cls.agent, objection=cls.objection,
+            quarantine_reason=cls.quarantine_reason, declared_purpose=cls.declared_purpose,
+            kek_id=kek_id,
+        )
+
+    def _verify_vault_copy(self, key: str, size: int, sha256: str) -> None:
+        info = self.app.vault.head(key)
+        if info.size != size:
+            raise IntegrityError(f"vault {key}: size {info.size} after write, expected {size}")
+        h = hashlib.sha256()
+        with self.app.vault.open_read(key) as fh:
+            buf = bytearray(_HASH_CHUNK)
+            view = memoryview(buf)
+            while n := fh.readinto(buf):
+                h.update(view[:n])
+        if h.hexdigest() != sha256:
+            raise IntegrityError(f"vault {key}: read-back SHA-256 differs from what was written")
+
+    def _undo(self, rec: Recording) -> None:
+        try:
+            self.app.vault.delete_all_versions(rec.location)
+        except ObjectNotFoundError:
+            pass
+        except StorageError as e:
+            logger.warning("cannot remove partial vault object %s: %s (recovery retries)",
+                           rec.id, e, extra={"event": "ingest.undo_failed", "object_id": rec.id})
+            return
+        self.app.catalog.rollback_ingest(rec.id)

@@ -1,0 +1,226 @@
+"""Enforcement: decide, delete every version, check it is gone, destroy the data key,
+append the signed deletion record, commit (ARCHITECTURE "Deletion order").
+
+Every step is idempotent, so a crash at any point is finished by the next pass:
+
+- a row in ``deleting`` without a record: the vault delete and key destruction run again
+  (deleting an absent object succeeds);
+- a row in ``deleting`` with a record (key already destroyed) but no proof index: the
+  record is looked for in the log tail (a crash after the append but before the commit)
+  and appended only if absent, so no deletion is ever proven twice or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from retentiond.core.canonical import canonical_json, rfc3339
+from retentiond.core.decide import Action, Decision, decide
+from retentiond.core.model import LIVE_STATES, Recording
+from retentiond.core.policy import Policy
+from retentiond.errors import ProofError, RetentiondError, StorageError
+from retentiond.faults import crashpoint
+from retentiond.metrics import Backlog
+from retentiond.ports import DeleteResult
+from retentiond.service.wiring import App
+
+logger = logging.getLogger(__name__)
+
+KEY_EVIDENCE = "wrapped data key deleted from the catalog (SQLite secure_delete)"
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    recording: Recording
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    """One recording's fate in a pass. ``outcome``: deleted, would-delete, failed,
+    held-overdue."""
+
+    id: str
+    purpose: str
+    outcome: str
+    rule: str
+    due: datetime | None
+    proof_index: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    now: datetime
+    dry_run: bool
+    items: tuple[SweepItem, ...]
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for i in self.items if i.outcome == outcome)
+
+    @property
+    def has_warnings(self) -> bool:
+        return any(i.outcome in ("failed", "held-overdue") for i in self.items)
+
+
+def deletion_record(
+    rec: Recording, *, decision: Decision, result: DeleteResult, vault_url: str,
+    policy: Policy, now: datetime,
+) -> bytes:
+    """The canonical JSON deletion record (SPEC section 5). No personal data: no caller,
+    agent, notes or original file name; ``location`` is the opaque vault key."""
+    assert decision.reason is not None and decision.due is not None
+    return canonical_json({
+        "type": "deletion",
+        "object_id": rec.id,
+        "location": f"{vault_url.rstrip('/')}/{rec.location}",
+        "version_ids": list(result.version_ids),
+        "purpose": rec.purpose,
+        "legal_basis": rec.legal_basis or "",
+        "policy": {"name": policy.name, "sha256": policy.sha256},
+        "policy_at_ingest": {"name": rec.policy_name, "sha256": rec.policy_sha256},
+        "recorded_at": rfc3339(rec.recorded_at),
+        "due_at": rfc3339(decision.due),
+        "deleted_at": rfc3339(now),
+        "reason": decision.reason.value,
+        "plaintext_sha256": rec.plaintext_sha256,
+        "ciphertext_sha256": rec.ciphertext_sha256,
+        "size": rec.size,
+        "key_id": f"{rec.kek_id}/{rec.id}",
+        "key_destroyed": True,
+        "evidence": {"store": result.evidence, "key": KEY_EVIDENCE},
+    })
+
+
+class Sweeper:
+    """Runs enforcement passes over the catalog."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def plan(self, *, at: datetime) -> list[PlanItem]:
+        """The decision for every live recording at time ``at`` (same function as sweep)."""
+        held = self.app.catalog.held_ids()
+        return [
+            PlanItem(rec, decide(rec, policy=self.app.policy, held=rec.id in held, now=at))
+            for rec in self.app.catalog.query(states=list(LIVE_STATES))
+        ]
+
+    def sweep(self, *, now: datetime, dry_run: bool = False) -> SweepReport:
+        """One enforcement pass. Deletion failures are reported and retried next pass."""
+        app = self.app
+        started = app.clock.monotonic()
+        items: list[SweepItem] = []
+        deleted: dict[str, tuple[str, str, datetime | None]] = {}
+        with app.exclusive("sweep"):
+            if not dry_run:
+                self._prove_pending()
+            pending = {oid for oid, _ in app.catalog.pending_proofs()}
+            for plan in self.plan(at=now):
+                rec, d = plan.recording, plan.decision
+                if d.rule == "legal-hold-overdue":
+                    items.append(SweepItem(rec.id, rec.purpose, "held-overdue", d.rule, d.due))
+                    continue
+                if d.action is not Action.DELETE or rec.id in pending:
+                    continue
+                if dry_run:
+                    items.append(SweepItem(rec.id, rec.purpose, "would-delete", d.rule, d.due))
+                    continue
+                try:
+                    self._delete_one(rec, d, now=now)
+                    deleted[rec.id] = (rec.purpose, d.rule, d.due)
+                except RetentiondError as e:
+                    stage = "delete" if isinstance(e, StorageError) else "sweep"
+                    app.metrics.errors.labels(stage=stage).inc()
+                    logger.error("deletion of %s failed, retried next pass: %s", rec.id, e,
+                                 extra={"event": "sweep.delete_failed", "object_id": rec.id})
+                    items.append(SweepItem(rec.id, rec.purpose, "failed", d.rule, d.due,
+                                           error=str(e)))
+            proven: dict[str, int] = {}
+            if not dry_run:
+                try:
+                    proven = self._prove_pending()
+                except RetentiondError as e:
+                    app.metrics.errors.labels(stage="proof").inc()
+                    logger.error("proof-log append failed, retried next pass: %s", e,
+                                 extra={"event": "sweep.proof_failed"})
+                    raise
+        done = [
+            SweepItem(i, p, "deleted", r, d, proof_index=proven[i])
+            for i, (p, r, d) in deleted.items() if i in proven
+        ]
+        report = SweepReport(now=now, dry_run=dry_run, items=tuple(done + items))
+        if not dry_run:
+            app.metrics.sweep_duration.observe(app.clock.monotonic() - started)
+            if report.count("failed") == 0:
+                app.metrics.last_sweep_success.set(now.timestamp())
+        return report
+
+    def _delete_one(self, rec: Recording, d: Decision, *, now: datetime) -> None:
+        app = self.app
+        assert d.reason is not None and d.due is not None
+        if rec.delete_reason is None:
+            app.catalog.start_deletion(rec.id, reason=d.reason.value, due_at=d.due)
+        crashpoint("sweep.after_start_deletion")
+        result = app.vault.delete_all_versions(rec.location)
+        crashpoint("sweep.after_vault_delete")
+        record = deletion_record(rec, decision=d, result=result, vault_url=app.vault.url,
+                                 policy=app.policy, now=now)
+        app.catalog.destroy_key(rec.id, record=record, deleted_at=now)
+        crashpoint("sweep.after_key_destroyed")
+        app.metrics.deletions.labels(purpose=rec.purpose, reason=d.reason.value).inc()
+        logger.info("deleted %s (%s, %s)", rec.id, rec.purpose, d.reason.value,
+                    extra={"event": "sweep.deleted", "object_id": rec.id})
+
+    def _prove_pending(self) -> dict[str, int]:
+        """Append the records of deletions whose key is gone; returns id -> proof index."""
+        app = self.app
+        pending = app.catalog.pending_proofs()
+        if not pending:
+            return {}
+        out: dict[str, int] = {}
+        with app.proof_lock, app.exclusive("proof-log"):
+            last = app.catalog.max_proof_index()
+            start = 0 if last is None else last + 1
+            fresh: list[tuple[str, bytes]] = []
+            for object_id, record in pending:
+                found = app.proof_log.find(record, start=start)
+                if found is not None:
+                    out[object_id] = found
+                else:
+                    fresh.append((object_id, record))
+            if fresh:
+                try:
+                    indexes = app.proof_log.append([r for _, r in fresh])
+                except StorageError as e:
+                    raise ProofError(f"proof log {app.settings.proofs}: append failed: {e}") from e
+                out.update({oid: idx for (oid, _), idx in zip(fresh, indexes, strict=True)})
+                crashpoint("sweep.after_proof_append")
+            for object_id, index in out.items():
+                app.catalog.finish_deletion(object_id, proof_index=index)
+        return out
+
+
+def compute_backlog(app: App, *, now: datetime) -> Backlog:
+    """Scrape-time figures: objects by purpose/state, overdue, proof-log size."""
+    objects = {(purpose, state): n for purpose, state, n, _ in app.catalog.counts()
+               if state != "deleted"}
+    overdue = held_overdue = 0
+    next_due: datetime | None = None
+    for item in Sweeper(app).plan(at=now):
+        d = item.decision
+        if d.due is not None and d.due <= now:
+            overdue += 1
+            held_overdue += d.rule == "legal-hold-overdue"
+        elif d.due is not None and d.rule == "not-due":
+            next_due = d.due if next_due is None else min(next_due, d.due)
+    try:
+        entries = app.proof_log.size()
+    except RetentiondError:
+        app.metrics.errors.labels(stage="proof").inc()
+        entries = -1
+    return Backlog(objects=objects, overdue=overdue, held_overdue=held_overdue,
+                   proof_log_entries=entries,
+                   next_due_timestamp=next_due.timestamp() if next_due else None)

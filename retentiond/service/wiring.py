@@ -1,0 +1,125 @@
+"""Wiring: the one place that picks adapters from the configuration."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from retentiond.adapters.localfs import LocalObjectStore
+from retentiond.adapters.localfs_proofs import FileProofStore
+from retentiond.adapters.sqlite_catalog import SQLiteCatalog
+from retentiond.clock import Clock, SystemClock
+from retentiond.core.policy import Policy, load_policy_dir
+from retentiond.crypto.keys import FileKeyProvider
+from retentiond.crypto.signing import NoteSigner, NoteVerifier
+from retentiond.errors import BusyError, ConfigError, StorageError
+from retentiond.metrics import Metrics
+from retentiond.ports import KeyProvider, ObjectStore
+from retentiond.service.audit import AuditLog
+from retentiond.service.prooflog import ProofLog
+from retentiond.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SIGNING_KEY_FILE = "proof-log.key"
+VERIFIER_KEY_FILE = "proof-log.vkey"
+
+
+def read_secret_file(path: Path) -> str:
+    """Read a key file, refusing one that group or others can read (mode must be 0600)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: key file not found") from None
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{path}: key file is readable by group or others (mode {st.st_mode & 0o777:04o}); "
+            "run chmod 600"
+        )
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read key file: {e}") from None
+
+
+def load_verifier(path: Path) -> NoteVerifier:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read verifier key: {e.strerror}") from None
+    return NoteVerifier.from_text(text)
+
+
+@dataclass
+class App:
+    """Everything a command or the daemon needs, built from one Settings."""
+
+    settings: Settings
+    clock: Clock
+    catalog: SQLiteCatalog
+    vault: ObjectStore
+    keys: KeyProvider
+    policy: Policy
+    proof_log: ProofLog
+    audit: AuditLog
+    metrics: Metrics
+    proof_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    @contextmanager
+    def exclusive(self, name: str, *, wait: bool = True) -> Iterator[None]:
+        """A cross-process lock ``state/<name>.lock`` (sweeps, proof-log appends)."""
+        path = self.settings.state_dir / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise BusyError(f"{path}: another retentiond process holds this lock") from None
+            yield
+        finally:
+            os.close(fd)
+
+
+def load_policy(settings: Settings) -> Policy:
+    return load_policy_dir(settings.policies)
+
+
+def build_app(
+    settings: Settings, *, clock: Clock | None = None,
+    registry: CollectorRegistry | None = None, need_signer: bool = True,
+) -> App:
+    """Open stores, keys, policy and logs. Raises ConfigError / StorageError."""
+    if settings.keys_provider != "file":
+        raise ConfigError(f"keys.provider: unknown provider {settings.keys_provider!r}")
+    keys = FileKeyProvider(settings.keys_dir)
+    verifier = load_verifier(settings.keys_dir / VERIFIER_KEY_FILE)
+    signer = (
+        NoteSigner.from_text(read_secret_file(settings.keys_dir / SIGNING_KEY_FILE))
+        if need_signer else None
+    )
+    policy = load_policy(settings)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{settings.state_dir}: {e.strerror}") from None
+    catalog = SQLiteCatalog(settings.catalog_path)
+    vault = LocalObjectStore(Path(settings.vault))
+    proofs = FileProofStore(Path(settings.proofs))
+    proof_log = ProofLog(proofs, origin=settings.proof_origin, verifier=verifier, signer=signer)
+    return App(
+        settings=settings, clock=clock or SystemClock(), catalog=catalog, vault=vault,
+        keys=keys, policy=policy, proof_log=proof_log, audit=AuditLog(settings.audit_log),
+        metrics=Metrics(registry if registry is not None else CollectorRegistry()),
+    )

@@ -1,0 +1,277 @@
+"""Configuration: one frozen settings object.
+
+Precedence: command-line flag > ``RETENTIOND_*`` environment > config file > default.
+Relative paths are resolved against the config file's folder, so a setup made by
+``retentiond init`` can be moved. Every key is documented in README ("Configuration").
+Nothing is read from the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import yaml
+
+from retentiond.errors import ConfigError
+
+CONFIG_ENV = "RETENTIOND_CONFIG"
+DEFAULT_CONFIG = "retentiond.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Locations are absolute paths or ``s3://`` URLs."""
+
+    config_file: Path
+    inbox: tuple[str, ...]
+    vault: str
+    proofs: str
+    catalog: str
+    policies: Path
+    keys_provider: str
+    keys_dir: Path
+    state_dir: Path
+    proof_origin: str
+    settle_seconds: float = 2.0
+    sidecar_wait_seconds: float = 30.0
+    sweep_interval_seconds: float = 60.0
+    reconcile_interval_seconds: float = 300.0
+    metrics_addr: str | None = "127.0.0.1:9464"
+    log_level: str = "info"
+    s3: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    @property
+    def catalog_path(self) -> Path:
+        """Path of the SQLite catalog file."""
+        return sqlite_path(self.catalog)
+
+
+# key -> (section, name, type); type is used for both the file and the environment
+_SCALARS: dict[str, tuple[str, type]] = {
+    "vault": ("vault", str),
+    "proofs": ("proofs", str),
+    "catalog": ("catalog", str),
+    "policies": ("policies", str),
+    "state": ("state", str),
+    "metrics_addr": ("metrics_addr", str),
+    "log_level": ("log_level", str),
+    "ingest.settle_seconds": ("settle_seconds", float),
+    "ingest.sidecar_wait_seconds": ("sidecar_wait_seconds", float),
+    "sweep.interval_seconds": ("sweep_interval_seconds", float),
+    "reconcile.interval_seconds": ("reconcile_interval_seconds", float),
+    "proof_log.origin": ("proof_origin", str),
+    "keys.provider": ("keys_provider", str),
+    "keys.dir": ("keys_dir", str),
+}
+_SECTIONS = {
+    "ingest": {"settle_seconds", "sidecar_wait_seconds"},
+    "sweep": {"interval_seconds"},
+    "reconcile": {"interval_seconds"},
+    "proof_log": {"origin"},
+    "keys": {"provider", "dir"},
+    "s3": {"endpoint_url", "region", "addressing_style", "profile"},
+}
+_TOP = {"inbox", "vault", "proofs", "catalog", "policies", "state", "metrics_addr", "log_level",
+        *_SECTIONS}
+_ORIGIN_RE = re.compile(r"^[^\s+]+$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def env_name(key: str) -> str:
+    """``ingest.settle_seconds`` -> ``RETENTIOND_INGEST_SETTLE_SECONDS``."""
+    return "RETENTIOND_" + key.replace(".", "_").upper()
+
+
+def find_config(flag: str | None, environ: Mapping[str, str]) -> Path:
+    """``--config FILE``, else ``$RETENTIOND_CONFIG``, else ``./retentiond.yaml``."""
+    return Path(flag or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            name = f"{prefix}{k.value}"
+            lines[name] = k.start_mark.line + 1
+            lines.update(_key_lines(v, name + "."))
+    return lines
+
+
+def sqlite_path(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    raise ConfigError(f"catalog: {url!r} is not a sqlite:/// URL (PostgreSQL comes later)")
+
+
+def _resolve_location(value: str, base: Path, key: str) -> str:
+    """Plain paths and file:// URLs -> absolute paths; s3:// kept as is."""
+    if value.startswith("s3://"):
+        return value
+    if value.startswith("file://"):
+        parsed = urlparse(value)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"{key}: {value!r}: file URLs take no host (use file:///abs/path)")
+        value = unquote(parsed.path)
+    elif "://" in value:
+        raise ConfigError(f"{key}: {value!r}: only folders, file:// and s3:// are supported")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path))
+
+
+def _resolve_path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def load_settings(
+    config_file: Path, *, environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, validate and resolve the configuration. Raises ConfigError naming file:line:key."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{config_file}: configuration file not found (use --config FILE, "
+            f"${CONFIG_ENV}, or run 'retentiond init DIR')"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{config_file}: cannot read: {e.strerror}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) if node is not None else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", e)
+        raise ConfigError(f"{config_file}{line}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_file}:1: the configuration must be a mapping")
+    lines = _key_lines(node) if node is not None else {}
+
+    def where(key: str) -> str:
+        return f"{config_file}:{lines.get(key, 1)}: {key}"
+
+    for key, value in data.items():
+        if key not in _TOP:
+            raise ConfigError(f"{where(str(key))}: unknown key (known: {', '.join(sorted(_TOP))})")
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where(key)}: must be a mapping")
+            for sub in value:
+                if sub not in _SECTIONS[key]:
+                    raise ConfigError(
+                        f"{where(f'{key}.{sub}')}: unknown key "
+                        f"(known: {', '.join(sorted(_SECTIONS[key]))})"
+                    )
+
+    base = config_file.resolve().parent
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, (attr, typ) in _SCALARS.items():
+        section, _, name = key.partition(".")
+        raw: Any = data.get(section, {}).get(name) if name else data.get(section)
+        src = where(key)
+        env = environ.get(env_name(key))
+        if env is not None:
+            raw, src = env, f"${env_name(key)}"
+        if overrides and key in overrides and overrides[key] is not None:
+            raw, src = overrides[key], f"--{key.replace('_', '-')}"
+        if raw is None:
+            continue
+        if key == "metrics_addr" and raw is False:  # YAML reads a bare `off` as false
+            raw = "off"
+        try:
+            if typ is float:
+                if isinstance(raw, bool):
+                    raise ValueError
+                num = float(raw)
+                if num < 0:
+                    raise ValueError
+                values[attr] = num
+            else:
+                if not isinstance(raw, str) or not raw.strip():
+                    raise ValueError
+                values[attr] = raw.strip()
+        except (TypeError, ValueError):
+            kind = "a non-negative number" if typ is float else "a non-empty string"
+            raise ConfigError(f"{src}: must be {kind}, got {raw!r}") from None
+        sources[attr] = src
+
+    inbox_raw = environ.get(env_name("inbox"))
+    inbox: list[str]
+    if inbox_raw is not None:
+        inbox = [p for p in inbox_raw.split(",") if p.strip()]
+    else:
+        value = data.get("inbox")
+        if isinstance(value, str):
+            inbox = [value]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            inbox = list(value)
+        else:
+            raise ConfigError(f"{where('inbox')}: must be a list of folders or s3:// URLs")
+    for required in ("vault", "proofs", "catalog", "policies", "keys_dir", "proof_origin"):
+        if required not in values:
+            key = next(k for k, (a, _) in _SCALARS.items() if a == required)
+            raise ConfigError(f"{config_file}: {key}: required key is missing")
+
+    origin = values["proof_origin"]
+    if not _ORIGIN_RE.match(origin):
+        raise ConfigError(f"{sources['proof_origin']}: must contain no spaces and no '+'")
+    if values.get("keys_provider", "file") != "file":
+        raise ConfigError(f"{sources['keys_provider']}: only the 'file' provider exists so far")
+    level = values.get("log_level", "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{sources['log_level']}: one of {', '.join(LOG_LEVELS)}")
+    metrics_addr = values.get("metrics_addr", "127.0.0.1:9464")
+    if metrics_addr in ("off", "none", ""):
+        metrics_addr = None
+    elif metrics_addr.rpartition(":")[2].isdigit() is False:
+        raise ConfigError(f"{sources.get('metrics_addr', 'metrics_addr')}: must be HOST:PORT")
+
+    catalog = values["catalog"]
+    if catalog.startswith("sqlite:///"):
+        catalog = "sqlite:///" + str(_resolve_path(catalog[len("sqlite:///"):], base))
+    else:
+        raise ConfigError(f"{sources['catalog']}: {catalog!r}: expected sqlite:///PATH")
+    for url in [*inbox, values["vault"], values["proofs"]]:
+        if url.startswith("s3://"):
+            raise ConfigError(
+                f"{config_file}: {url}: s3:// stores are not available in this version yet"
+            )
+    state_dir = _resolve_path(values.get("state", "state"), base)
+    s3 = {k: str(v) for k, v in (data.get("s3") or {}).items()}
+    return Settings(
+        config_file=config_file.resolve(),
+        inbox=tuple(_resolve_location(u, base, "inbox") for u in inbox),
+        vault=_resolve_location(values["vault"], base, "vault"),
+        proofs=_resolve_location(values["proofs"], base, "proofs"),
+        catalog=catalog,
+        policies=_resolve_path(values["policies"], base),
+        keys_provider="file",
+        keys_dir=_resolve_path(values["keys_dir"], base),
+        state_dir=state_dir,
+        proof_origin=origin,
+        settle_seconds=values.get("settle_seconds", 2.0),
+        sidecar_wait_seconds=values.get("sidecar_wait_seconds", 30.0),
+        sweep_interval_seconds=values.get("sweep_interval_seconds", 60.0),
+        reconcile_interval_seconds=values.get("reconcile_interval_seconds", 300.0),
+        metrics_addr=metrics_addr,
+        log_level=level,
+        s3=s3,
+    )
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)

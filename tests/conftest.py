@@ -1,0 +1,125 @@
+"""Shared fixtures: a real embedded setup made by ``init``, small WAV files, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import wave
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from retentiond.clock import ManualClock
+from retentiond.service.setup import init_setup
+from retentiond.service.wiring import App, build_app
+from retentiond.settings import load_settings
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+SHORT_POLICY = """\
+version: 1
+name: test-short
+purposes:
+  quality:
+    legal_basis: legitimate-interests
+    retention: PT30S
+    media: [audio]
+  training:
+    legal_basis: legitimate-interests
+    retention: P6M
+    media: [audio, screen]
+  banking-evidence:
+    legal_basis: legal-obligation
+    retention: P5Y
+    min_retention: P5Y
+classify:
+  - match: {prefix: "banking/"}
+    purpose: banking-evidence
+quarantine:
+  retention: P1D
+"""
+
+
+def make_wav(path: Path, *, seconds: float = 0.5, seed: int = 0) -> bytes:
+    """A real (tiny) WAV file with distinct content per seed; returns its bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = bytes((i * 7 + seed * 13) % 256 for i in range(int(8000 * seconds) * 2))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(frames)
+    return path.read_bytes()
+
+
+def write_sidecar(recording: Path, **fields: object) -> Path:
+    sidecar = recording.with_name(recording.name + ".json")
+    sidecar.write_text(json.dumps(fields), encoding="utf-8")
+    return sidecar
+
+
+def tune_config(config: Path, **values: str) -> None:
+    text = config.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text, n = re.subn(rf"(?m)^(\s*{key}:)\s*\S+", rf"\g<1> {value}", text)
+        assert n == 1, key
+    config.write_text(text, encoding="utf-8")
+
+
+def use_policy(setup: Path, text: str) -> None:
+    for p in (setup / "policies").glob("*.yaml"):
+        p.unlink()
+    (setup / "policies" / "test.yaml").write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def setup_dir(tmp_path: Path) -> Path:
+    """A fresh setup from ``init`` with fast settle times and no metrics port."""
+    folder = tmp_path / "rt"
+    init_setup(folder)
+    tune_config(folder / "retentiond.yaml", settle_seconds="0.2", sidecar_wait_seconds="1",
+                interval_seconds="1", metrics_addr="off")
+    return folder
+
+
+@pytest.fixture
+def short_setup(setup_dir: Path) -> Path:
+    use_policy(setup_dir, SHORT_POLICY)
+    return setup_dir
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+def open_app(setup: Path, clock: ManualClock) -> App:
+    return build_app(load_settings(setup / "retentiond.yaml", environ={}), clock=clock)
+
+
+@pytest.fixture
+def app(short_setup: Path, clock: ManualClock) -> App:
+    a = open_app(short_setup, clock)
+    yield a
+    a.close()
+
+
+def cli_env(setup: Path | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTIOND_")}
+    if setup is not None:
+        env["RETENTIOND_CONFIG"] = str(setup / "retentiond.yaml")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, setup: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real ``retentiond`` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "retentiond", *args], capture_output=True, text=True,
+        env=env if env is not None else cli_env(setup), timeout=timeout, check=False,
+    )

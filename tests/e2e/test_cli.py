@@ -1,0 +1,209 @@
+"""The command line as a user runs it: real subprocesses on a setup made by ``init``."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, make_wav, run_cli, write_sidecar
+
+
+def _no_traceback(p) -> None:
+    assert "Traceback" not in p.stderr, p.stderr
+
+
+def test_init_creates_complete_setup_and_never_overwrites_keys(tmp_path):
+    p = run_cli("init", str(tmp_path / "demo"), env=cli_env())
+    assert p.returncode == 0, p.stderr
+    demo = tmp_path / "demo"
+    for sub in ("inbox", "vault", "proofs", "keys", "state", "policies"):
+        assert (demo / sub).is_dir()
+    assert (demo / "retentiond.yaml").is_file()
+    vkey = (demo / "keys" / "proof-log.vkey").read_text().strip()
+    assert vkey in p.stdout
+    for key in (demo / "keys").iterdir():
+        if key.name != "proof-log.vkey":
+            assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE((demo / "keys").stat().st_mode) == 0o700
+    before = {k.name: k.read_bytes() for k in (demo / "keys").iterdir()}
+    p = run_cli("init", str(demo), env=cli_env())
+    assert p.returncode == 0 and "nothing changed" in p.stdout
+    assert before == {k.name: k.read_bytes() for k in (demo / "keys").iterdir()}
+    p = run_cli("--config", str(demo / "retentiond.yaml"), "policy", "check", env=cli_env())
+    assert p.returncode == 0 and "cnil-fr-contact-centre" in p.stdout
+
+
+def test_ingest_ls_get_roundtrip(short_setup, tmp_path):
+    src = tmp_path / "call-0001.wav"
+    data = make_wav(src, seconds=2)
+    write_sidecar(src, purpose="training", call_id="C-1", subject="+33612345678",
+                  recorded_at="2026-11-23T09:30:00+01:00")
+    p = run_cli("ingest", str(src), setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    assert not src.exists()
+    rows = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    for key in ("id", "purpose", "legal_basis", "recorded_at", "delete_after", "hold", "state",
+                "call_id", "source"):
+        assert key in row
+    assert row["recorded_at"] == "2026-11-23T08:30:00+00:00"
+    assert row["delete_after"] == "2027-05-23T08:30:00+00:00"
+    assert (row["purpose"], row["state"], row["hold"]) == ("training", "active", False)
+    by_subject = json.loads(run_cli("ls", "--json", "--subject", "+33 6 12 34 56 78",
+                                    setup=short_setup).stdout)
+    assert [r["id"] for r in by_subject] == [row["id"]]
+    out = tmp_path / "out.wav"
+    p = run_cli("get", row["id"], "--out", str(out), "--actor", "alice", "--reason", "T-1",
+                setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == data
+    audit = (short_setup / "state" / "audit.log").read_text()
+    assert '"actor":"alice"' in audit and row["id"] in audit
+    assert run_cli("audit", "verify", setup=short_setup).returncode == 0
+    p = run_cli("ls", setup=short_setup)
+    assert row["id"] in p.stdout and "training" in p.stdout
+
+
+def test_sweep_plan_proof_show_and_tamper(short_setup, tmp_path):
+    src = tmp_path / "q.wav"
+    make_wav(src)
+    recorded = (datetime.now(UTC) - timedelta(seconds=28)).isoformat()
+    write_sidecar(src, purpose="quality", recorded_at=recorded)
+    assert run_cli("ingest", str(src), setup=short_setup).returncode == 0
+    rid = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)[0]["id"]
+    plan = json.loads(run_cli("plan", "--at", "PT1M", "--json", setup=short_setup).stdout)
+    assert [(i["id"], i["rule"]) for i in plan["items"]] == [(rid, "retention-expired")]
+    dry = json.loads(run_cli("sweep", "--dry-run", "--json", setup=short_setup).stdout)
+    assert dry["items"] == []
+    time.sleep(3)
+    p = run_cli("sweep", "--json", setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    items = json.loads(p.stdout)["items"]
+    assert [(i["id"], i["outcome"], i["proof_index"]) for i in items] == [(rid, "deleted", 0)]
+    p = run_cli("proof", "show", rid, "--json", setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(p.stdout)
+    assert shown["record"]["object_id"] == rid and shown["index"] == 0
+    p = run_cli("proof", "verify", setup=short_setup)
+    assert p.returncode == 0 and "1 entries" in p.stdout, p.stdout + p.stderr
+    p = run_cli("get", rid, "--out", str(tmp_path / "x"), "--actor", "a", "--reason", "r",
+                setup=short_setup)
+    assert p.returncode == 3 and "deleted" in p.stderr
+
+    proofs = short_setup / "proofs"
+    for f in sorted(x for x in proofs.rglob("*") if x.is_file()):
+        original = f.read_bytes()
+        for pos in sorted({0, len(original) // 2, len(original) - 2}):
+            flipped = bytearray(original)
+            flipped[pos] ^= 0x04
+            f.write_bytes(bytes(flipped))
+            p = run_cli("proof", "verify", "--log", str(proofs), "--vkey",
+                        str(short_setup / "keys" / "proof-log.vkey"), setup=short_setup)
+            assert p.returncode == 7, (f, pos, p.stdout, p.stderr)
+            assert p.stderr.startswith("retentiond: error:")
+            _no_traceback(p)
+        f.write_bytes(original)
+    assert run_cli("proof", "verify", setup=short_setup).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        pytest.param(["get", "nope", "--out", "/tmp/x", "--actor", "a", "--reason", "r"], 3,
+                     "no recording with id 'nope'", id="unknown-id"),
+        pytest.param(["ingest", "/nonexistent.wav"], 3, "", id="missing-file"),
+        pytest.param(["ingest", "--purpose", "marketing", "X"], 4, "unknown purpose 'marketing'",
+                     id="unknown-purpose-flag"),
+        pytest.param(["plan", "--at", "tomorrow"], 2, "not an ISO 8601", id="bad-time"),
+        pytest.param(["proof", "show", "nope"], 3, "no deletion record", id="no-proof"),
+        pytest.param(["policy", "explain", "nope"], 3, "no recording", id="explain-unknown"),
+        pytest.param(["frobnicate"], 2, "invalid choice", id="unknown-command"),
+    ],
+)
+def test_errors_have_codes_and_no_traceback(short_setup, args, code, message):
+    p = run_cli(*args, setup=short_setup)
+    assert p.returncode == code, (p.stdout, p.stderr)
+    assert message in p.stderr + p.stdout
+    _no_traceback(p)
+
+
+def test_bad_policy_is_a_config_error_naming_file_line_key(short_setup):
+    bad = short_setup / "policies" / "test.yaml"
+    bad.write_text(bad.read_text().replace("retention: PT30S", "retention: P6X"))
+    for args in (["ls"], ["policy", "check"], ["run", "--once"]):
+        p = run_cli(*args, setup=short_setup)
+        assert p.returncode == 2, p.stderr
+        assert "test.yaml:6: purposes.quality.retention" in p.stderr
+        _no_traceback(p)
+
+
+def test_bad_config_and_key_permissions(short_setup):
+    config = short_setup / "retentiond.yaml"
+    text = config.read_text()
+    config.write_text(text + "vualt: x\n")
+    p = run_cli("ls", setup=short_setup)
+    assert p.returncode == 2 and "vualt: unknown key" in p.stderr
+    config.write_text(text)
+    key = short_setup / "keys" / "proof-log.key"
+    key.chmod(0o644)
+    p = run_cli("sweep", setup=short_setup)
+    assert p.returncode == 2 and "proof-log.key" in p.stderr and "chmod 600" in p.stderr
+    _no_traceback(p)
+    p = run_cli("ls", env=cli_env(), setup=None)
+    assert p.returncode == 2 and "configuration file not found" in p.stderr
+
+
+def test_malformed_sidecar_through_cli_quarantines_with_warning(short_setup, tmp_path):
+    src = tmp_path / "m.wav"
+    make_wav(src)
+    src.with_name("m.wav.json").write_text('{"purpose": "quality",\n  "agent": }')
+    p = run_cli("ingest", str(src), setup=short_setup)
+    assert p.returncode == 1, p.stderr
+    assert "m.wav.json:2: malformed JSON" in p.stdout
+    rows = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)
+    assert rows[0]["state"] == "quarantined"
+
+
+def test_hold_cli_blocks_sweep(short_setup, tmp_path):
+    src = tmp_path / "h.wav"
+    make_wav(src)
+    write_sidecar(src, purpose="quality",
+                  recorded_at=(datetime.now(UTC) - timedelta(minutes=5)).isoformat())
+    assert run_cli("ingest", str(src), setup=short_setup).returncode == 0
+    rid = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)[0]["id"]
+    assert run_cli("hold", "add", rid, "--reason", "case 9", setup=short_setup).returncode == 0
+    p = run_cli("sweep", setup=short_setup)
+    assert p.returncode == 1 and "held-overdue" in p.stdout
+    assert run_cli("hold", "remove", rid, "--reason", "closed", setup=short_setup).returncode == 0
+    p = run_cli("sweep", setup=short_setup)
+    assert p.returncode == 0 and "deleted" in p.stdout
+    assert run_cli("audit", "verify", setup=short_setup).returncode == 0
+
+
+def test_audit_tamper_detected(short_setup, tmp_path):
+    src = tmp_path / "a.wav"
+    make_wav(src)
+    write_sidecar(src, purpose="training")
+    run_cli("ingest", str(src), setup=short_setup)
+    rid = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)[0]["id"]
+    run_cli("get", rid, "--out", str(tmp_path / "o1"), "--actor", "eve", "--reason", "x",
+            setup=short_setup)
+    log = short_setup / "state" / "audit.log"
+    log.write_text(log.read_text().replace("eve", "bob"))
+    p = run_cli("audit", "verify", setup=short_setup)
+    assert p.returncode == 8 and "audit.log:1" in p.stderr
+    _no_traceback(p)
+
+
+def test_walkthrough_paths_are_relative_to_config(short_setup, tmp_path):
+    moved = tmp_path / "moved"
+    short_setup.rename(moved)
+    p = run_cli("policy", "check", setup=moved)
+    assert p.returncode == 0, p.stderr
+    assert Path(moved / "retentiond.yaml").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 import time
@@ -207,3 +208,40 @@ def test_walkthrough_paths_are_relative_to_config(short_setup, tmp_path):
     p = run_cli("policy", "check", setup=moved)
     assert p.returncode == 0, p.stderr
     assert Path(moved / "retentiond.yaml").exists()
+
+
+def _ingest_one(setup: Path, tmp_path: Path, name: str, seed: int) -> tuple[str, bytes]:
+    src = tmp_path / name
+    data = make_wav(src, seed=seed)
+    write_sidecar(src, purpose="training")
+    p = run_cli("ingest", str(src), setup=setup)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()[1], data
+
+
+def test_corrupt_ciphertext_and_wrong_key_exit_6(short_setup, tmp_path):
+    bad_id, _ = _ingest_one(short_setup, tmp_path, "a.wav", 1)
+    good_id, good = _ingest_one(short_setup, tmp_path, "b.wav", 2)
+    target = next((short_setup / "vault").rglob(f"{bad_id}.rtd"))
+    blob = bytearray(target.read_bytes())
+    blob[-20] ^= 0x80
+    target.write_bytes(bytes(blob))
+    p = run_cli("get", bad_id, "--out", str(tmp_path / "x"), "--actor", "a", "--reason", "r",
+                setup=short_setup)
+    assert p.returncode == 6 and "segment" in p.stderr, p.stderr
+    assert not (tmp_path / "x").exists()
+    _no_traceback(p)
+    p = run_cli("get", good_id, "--out", str(tmp_path / "y"), "--actor", "a", "--reason", "r",
+                setup=short_setup)
+    assert p.returncode == 0 and (tmp_path / "y").read_bytes() == good
+
+    keys = short_setup / "keys"
+    kek = keys / ((keys / "kek.current").read_text().strip() + ".key")
+    line = kek.read_text().split()
+    line[2] = base64.b64encode(bytes(32)).decode()
+    kek.write_text(" ".join(line) + "\n")
+    p = run_cli("get", good_id, "--out", str(tmp_path / "z"), "--actor", "a", "--reason", "r",
+                setup=short_setup)
+    assert p.returncode == 6, p.stderr
+    assert line[2] not in p.stderr
+    _no_traceback(p)

@@ -12,11 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from retentiond.clock import ManualClock
 from retentiond.service.setup import init_setup
 from retentiond.service.wiring import App, build_app
 from retentiond.settings import load_settings
+
+# shared, noisy 2-core machines: no per-example deadline (timing is not what we test)
+hypothesis_settings.register_profile("retentiond", deadline=None)
+hypothesis_settings.load_profile("retentiond")
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -127,7 +127,13 @@ class Daemon:
         for f in ready:
             if self._stop:
                 break
-            outcome = self.ingestor.ingest(f.path, relpath=f.relpath, now=now)
+            try:
+                outcome = self.ingestor.ingest(f.path, relpath=f.relpath, now=now)
+            except Exception:  # a bug must not stop the other recordings
+                self.app.metrics.errors.labels(stage="ingest").inc()
+                logger.exception("unexpected failure ingesting %s; left in place", f.path,
+                                 extra={"event": "ingest.bug"})
+                outcome = IngestOutcome(str(f.path), "failed", message="internal error")
             if outcome.outcome != "changed":
                 self.settler.forget(f.path)
             outcomes.append(outcome)
@@ -141,10 +147,17 @@ class Daemon:
         self.ingestor.recover()
         outcomes: list[IngestOutcome] = []
         pending = 0
+        # files still changing after this long are left for the next run (bounded exit)
+        deadline = app.clock.monotonic() + app.settings.sidecar_wait_seconds + \
+            10 * app.settings.settle_seconds + 5
         while not self._stop:
             batch, next_in, pending = self.ingest_ready(now=app.clock.now())
             outcomes.extend(batch)
             if not wait or next_in is None or pending == 0:
+                break
+            if app.clock.monotonic() > deadline:
+                logger.warning("%d file(s) still changing; left for the next run", pending,
+                               extra={"event": "ingest.unsettled"})
                 break
             self._pause(min(next_in, MAX_SLEEP_SECONDS) + 0.05)
         report = self.sweeper.sweep(now=app.clock.now())
@@ -179,7 +192,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hup)
 
     def reload(self) -> None:
-        """Re-read config and policies; swap only if valid."""
+        """Re-read config, policies and keys; swap only if valid. Store locations (inbox,
+        vault, proofs, catalog) are read at start-up: changing them needs a restart."""
         app = self.app
         try:
             settings = load_settings(app.settings.config_file)
@@ -191,6 +205,9 @@ class Daemon:
             return
         app.policy = policy
         app.settings = settings
+        reload_keys = getattr(app.keys, "reload", None)
+        if reload_keys is not None:
+            reload_keys()
         self.settler.settle = settings.settle_seconds
         self.settler.sidecar_wait = settings.sidecar_wait_seconds
         logger.info("reloaded: policy %s sha256 %s", policy.name, policy.sha256,

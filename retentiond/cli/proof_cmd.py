@@ -83,10 +83,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"ok": True, "log": str(log_dir), "origin": verifier.name,
                     "size": result.size, "root": root,
-                    "consistent_with_previous": last is not None})
+                    "consistent_with_previous": last is not None,
+                    "uncommitted": list(result.uncommitted)})
     else:
         print(f"ok: {log_dir}: {result.size} entries, root {root}, signed by {verifier.name}"
               + ("; consistent with the last verified checkpoint" if last else ""))
+        if result.uncommitted:
+            print(f"note: {len(result.uncommitted)} file(s) beyond the checkpoint from an "
+                  "interrupted append (declared by the signed intent); the next append "
+                  "replaces them")
     return 0
 
 

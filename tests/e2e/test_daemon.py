@@ -179,3 +179,38 @@ def test_files_dropped_while_stopped_are_ingested_at_start(short_setup):
     assert not any(inbox.iterdir())
     rows = ls(short_setup)
     assert len(rows) == 1 and rows[0]["size"] == len(data)
+
+
+def test_sighup_swaps_valid_policy_and_keeps_old_on_invalid(short_setup, tmp_path):
+    log_path = tmp_path / "daemon.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retentiond", "run", "--metrics-addr", "off"],
+        env=cli_env(short_setup), stdout=log, stderr=subprocess.STDOUT,
+    )
+    policy = short_setup / "policies" / "test.yaml"
+    try:
+        wait_for(lambda: "daemon.started" in log_path.read_text(), timeout=15,
+                 what="start", proc=proc)
+        good = policy.read_text()
+        policy.write_text(good.replace("retention: PT30S", "retention: P6X"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload.refused" in log_path.read_text(), timeout=10,
+                 what="refused reload", proc=proc)
+        assert "test.yaml:6: purposes.quality.retention" in log_path.read_text()
+        # still running on the old policy: a quality recording is ingested as before
+        drop(short_setup / "inbox", "a.wav", sidecar={"purpose": "training"})
+        wait_for(lambda: not any((short_setup / "inbox").iterdir()), timeout=15,
+                 what="ingest under the old policy", proc=proc)
+        policy.write_text(good)
+        assert [r["purpose"] for r in ls(short_setup)] == ["training"]
+        policy.write_text(good.replace("name: test-short", "name: test-renamed"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload.done" in log_path.read_text(), timeout=10, what="reload",
+                 proc=proc)
+        assert "test-renamed" in log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        log.close()
+    assert code == 0

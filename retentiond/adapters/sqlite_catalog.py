@@ -295,14 +295,18 @@ class SQLiteCatalog:
 
     # -- deletion ---------------------------------------------------------------------
 
-    def start_deletion(self, object_id: str, *, reason: str, due_at: datetime) -> None:
+    def start_deletion(self, object_id: str, *, reason: str, due_at: datetime) -> bool:
+        """Mark a recording as being deleted, atomically re-checking that no legal hold was
+        placed since the decision. False when it is held (or no longer live)."""
         with self._tx() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE recordings SET state=?, delete_reason=?, due_at=? "
-                "WHERE id=? AND state IN (?, ?)",
+                "WHERE id=? AND state IN (?, ?) AND NOT EXISTS (SELECT 1 FROM holds "
+                "WHERE holds.object_id=recordings.id AND released_at IS NULL)",
                 (State.DELETING.value, reason, _ts(due_at), object_id, State.ACTIVE.value,
                  State.QUARANTINED.value),
             )
+            return cur.rowcount == 1
 
     def destroy_key(self, object_id: str, *, record: bytes, deleted_at: datetime) -> None:
         """Destroy the wrapped data key and the row's personal data; keep the deletion record

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from retentiond.core.canonical import canonical_json, rfc3339
 from retentiond.core.decide import Action, Decision, decide
-from retentiond.core.model import LIVE_STATES, Recording
+from retentiond.core.model import LIVE_STATES, Recording, State
 from retentiond.core.policy import Policy
 from retentiond.errors import ProofError, RetentiondError, StorageError
 from retentiond.faults import crashpoint
@@ -129,7 +129,10 @@ class Sweeper:
                     items.append(SweepItem(rec.id, rec.purpose, "would-delete", d.rule, d.due))
                     continue
                 try:
-                    self._delete_one(rec, d, now=now)
+                    if not self._delete_one(rec, d, now=now):
+                        items.append(SweepItem(rec.id, rec.purpose, "held-overdue",
+                                               "legal-hold-overdue", d.due))
+                        continue
                     deleted[rec.id] = (rec.purpose, d.rule, d.due)
                 except RetentiondError as e:
                     stage = "delete" if isinstance(e, StorageError) else "sweep"
@@ -158,11 +161,17 @@ class Sweeper:
                 app.metrics.last_sweep_success.set(now.timestamp())
         return report
 
-    def _delete_one(self, rec: Recording, d: Decision, *, now: datetime) -> None:
+    def _delete_one(self, rec: Recording, d: Decision, *, now: datetime) -> bool:
+        """Delete one recording's data and key; False if a hold placed since the decision
+        stopped it."""
         app = self.app
         assert d.reason is not None and d.due is not None
-        if rec.delete_reason is None:
-            app.catalog.start_deletion(rec.id, reason=d.reason.value, due_at=d.due)
+        if rec.state is not State.DELETING and not app.catalog.start_deletion(
+            rec.id, reason=d.reason.value, due_at=d.due
+        ):
+            logger.info("%s was put on hold during the pass; kept", rec.id,
+                        extra={"event": "sweep.held_late", "object_id": rec.id})
+            return False
         crashpoint("sweep.after_start_deletion")
         result = app.vault.delete_all_versions(rec.location)
         crashpoint("sweep.after_vault_delete")
@@ -173,6 +182,7 @@ class Sweeper:
         app.metrics.deletions.labels(purpose=rec.purpose, reason=d.reason.value).inc()
         logger.info("deleted %s (%s, %s)", rec.id, rec.purpose, d.reason.value,
                     extra={"event": "sweep.deleted", "object_id": rec.id})
+        return True
 
     def _prove_pending(self) -> dict[str, int]:
         """Append the records of deletions whose key is gone; returns id -> proof index."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from retentiond.core.classify import Overrides
 from retentiond.core.decide import Action
 from retentiond.core.model import State
 from retentiond.errors import (
@@ -17,6 +18,7 @@ from retentiond.errors import (
     KeyUnavailableError,
     TransientStorageError,
 )
+from retentiond.service import ingest as ingest_module
 from retentiond.service.access import retrieve
 from retentiond.service.ingest import Ingestor
 from retentiond.service.prooflog import verify_log
@@ -240,6 +242,48 @@ def test_file_changing_during_ingest_is_retried(app, clock):
     assert app.catalog.query() == [] and app.catalog.key_ids() == set()
 
 
+def _flip_last_segment(target: Path) -> None:
+    blob = bytearray(target.read_bytes())
+    blob[-5] ^= 0x01
+    target.write_bytes(bytes(blob))
+
+
+def _cut_last_byte(target: Path) -> None:
+    target.write_bytes(target.read_bytes()[:-1])
+
+
+@pytest.mark.parametrize(
+    "cpus", [pytest.param(1, id="one-cpu"), pytest.param(2, id="read-ahead-thread")]
+)
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        pytest.param(_flip_last_segment, "SHA-256", id="flipped-byte"),
+        pytest.param(_cut_last_byte, "read back", id="shorter-than-head-said"),
+    ],
+)
+def test_vault_copy_unlike_what_was_written_fails_the_ingest(
+    app, clock, monkeypatch, cpus, damage, message,
+):
+    """The read-back check reads the stored bytes: damage them after the durable write and
+    before the read-back, and the ingest fails with nothing stored and the plaintext kept."""
+    monkeypatch.setattr(ingest_module, "_cpus", lambda: cpus)
+    path = _inbox(app) / "long.wav"
+    make_wav(path, seconds=80)  # 1.28 MB: several 1 MiB read-back chunks
+    real_open = app.vault.open_read
+
+    def open_damaged(key):
+        damage(Path(app.settings.vault) / key)
+        return real_open(key)
+
+    monkeypatch.setattr(app.vault, "open_read", open_damaged)
+    o = Ingestor(app).ingest(path, relpath="long.wav", overrides=Overrides(purpose="training"),
+                             now=clock.now())
+    assert o.outcome == "failed" and message in o.message, o
+    assert path.exists() and _vault_files(app) == []
+    assert app.catalog.query() == [] and app.catalog.key_ids() == set()
+
+
 def test_recover_finishes_interrupted_ingest(app, clock):
     path, _, o = _ingest(app, clock, purpose="training")
     rec = app.catalog.get(o.object_id)
@@ -250,3 +294,21 @@ def test_recover_finishes_interrupted_ingest(app, clock):
     assert not path.exists()
     assert app.catalog.get(rec.id).inbox_pending is False
     assert replace(rec, inbox_pending=False) == app.catalog.get(rec.id)
+
+
+def test_hold_placed_during_a_pass_wins(app, clock):
+    _, _, o = _ingest(app, clock, purpose="quality")
+    clock.advance(timedelta(minutes=1))
+    sweeper = Sweeper(app)
+    real_plan = sweeper.plan
+
+    def plan_then_hold(*, at):
+        items = real_plan(at=at)  # decided "delete" ...
+        app.catalog.add_hold(o.object_id, reason="late", actor="dpo", now=at)  # ... then held
+        return items
+
+    sweeper.plan = plan_then_hold
+    report = sweeper.sweep(now=clock.now())
+    assert [i.outcome for i in report.items] == ["held-overdue"]
+    assert app.catalog.get(o.object_id).state is State.ACTIVE
+    assert len(_vault_files(app)) == 1 and app.proof_log.size() == 0

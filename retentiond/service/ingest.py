@@ -22,10 +22,15 @@ import fcntl
 import hashlib
 import logging
 import os
+import queue
 import secrets
+import stat
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from retentiond.adapters.localfs import SIDECAR_SUFFIX, fsync_dir
 from retentiond.core.classify import Classification, Overrides, classify
@@ -48,6 +53,7 @@ logger = logging.getLogger(__name__)
 NOTES_LABEL = "notes"
 NO_OVERRIDES = Overrides()
 _HASH_CHUNK = 1024 * 1024
+_READ_AHEAD_BUFFERS = 3
 
 
 @dataclass(frozen=True)
@@ -67,17 +73,90 @@ def vault_key(object_id: str) -> str:
     return f"v1/{object_id[:2]}/{object_id}.rtd"
 
 
-def _sha256_file(path: Path) -> str | None:
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _reader(fh: BinaryIO) -> Callable[[memoryview], int]:
+    """``fh.readinto``, or the same built on ``fh.read`` for a stream without it."""
+    readinto = getattr(fh, "readinto", None)
+    if callable(readinto):
+
+        def read_into(view: memoryview) -> int:
+            n: int | None = readinto(view)
+            if n is None:
+                raise ValueError("stream is non-blocking and has no data ready")
+            return n
+
+        return read_into
+
+    def read_by_copy(view: memoryview) -> int:
+        chunk = fh.read(len(view))
+        view[:len(chunk)] = chunk
+        return len(chunk)
+
+    return read_by_copy
+
+
+def _sha256_stream(fh: BinaryIO) -> tuple[int, str]:
+    """(size, SHA-256 hex) of everything ``fh`` yields, read in 1 MiB reused buffers.
+
+    With more than one CPU a helper thread reads chunk k+1 while this one hashes chunk k
+    (reads and hashlib both release the GIL); at most 3 buffers (3 MiB) are in flight.
+    """
+    read = _reader(fh)
     h = hashlib.sha256()
-    buf = bytearray(_HASH_CHUNK)
-    view = memoryview(buf)
+    total = 0
+    if _cpus() <= 1:
+        buf = memoryview(bytearray(_HASH_CHUNK))
+        while n := read(buf):
+            h.update(buf[:n])
+            total += n
+        return total, h.hexdigest()
+
+    free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[memoryview, int] | BaseException] = queue.SimpleQueue()
+    for _ in range(_READ_AHEAD_BUFFERS):
+        free.put(memoryview(bytearray(_HASH_CHUNK)))
+
+    def read_ahead() -> None:
+        try:
+            while (view := free.get()) is not None:
+                n = read(view)
+                full.put((view, n))
+                if not n:
+                    return
+        except BaseException as e:  # noqa: BLE001 (raised again in the hashing thread)
+            full.put(e)
+
+    thread = threading.Thread(target=read_ahead, name="retentiond-read-back", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = full.get()
+            if isinstance(item, BaseException):
+                raise item
+            view, n = item
+            if not n:
+                break
+            h.update(view[:n])
+            total += n
+            free.put(view)
+    finally:
+        free.put(None)  # stops the reader wherever it is; it exits after its current read
+        thread.join()
+    return total, h.hexdigest()
+
+
+def _sha256_file(path: Path) -> str | None:
     try:
         with open(path, "rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                h.update(view[:n])
+            return _sha256_stream(cast(BinaryIO, fh))[1]
     except FileNotFoundError:
         return None
-    return h.hexdigest()
 
 
 def _unlink_durably(*paths: Path) -> None:
@@ -160,6 +239,14 @@ class Ingestor:
             except BlockingIOError:
                 return IngestOutcome(source, "busy", message=f"{path}: being ingested elsewhere")
             before = os.fstat(fh.fileno())
+            if not stat.S_ISREG(before.st_mode):
+                return IngestOutcome(source, "failed", message=f"{path}: not a regular file")
+            if before.st_nlink > 1:
+                logger.warning(
+                    "%s has %d hard links: only this name is removed after ingest; the "
+                    "plaintext stays reachable through the others", path, before.st_nlink,
+                    extra={"event": "ingest.hard_links"},
+                )
             try:
                 outcome = self._ingest_open(
                     fh, path=path, relpath=relpath or path.name, before=before,
@@ -282,13 +369,14 @@ class Ingestor:
         info = self.app.vault.head(key)
         if info.size != size:
             raise IntegrityError(f"vault {key}: size {info.size} after write, expected {size}")
-        h = hashlib.sha256()
+        # Every stored byte is read back (after the write is durable) and hashed; the
+        # read and the hashing overlap when more than one CPU is available.
         with self.app.vault.open_read(key) as fh:
-            buf = bytearray(_HASH_CHUNK)
-            view = memoryview(buf)
-            while n := fh.readinto(buf):
-                h.update(view[:n])
-        if h.hexdigest() != sha256:
+            read_size, digest = _sha256_stream(fh)
+        if read_size != size:
+            raise IntegrityError(
+                f"vault {key}: read back {read_size} bytes after write, expected {size}")
+        if digest != sha256:
             raise IntegrityError(f"vault {key}: read-back SHA-256 differs from what was written")
 
     def _undo(self, rec: Recording) -> None:

@@ -1,0 +1,916 @@
+"""S3-compatible object storage (AWS S3, MinIO, Ceph RGW) as an ``ObjectStore``.
+
+Thin translation to boto3: no retention logic here. Every botocore/boto3 exception leaves
+as one of ours (``TransientStorageError``, ``PermanentStorageError``, ``ObjectLockedError``,
+``ObjectNotFoundError``), with a one-line message naming bucket and key, never credentials.
+
+Limits (S3's own, checked here so the operator gets our message rather than a bare 400):
+
+- object key: at most 1,024 bytes of UTF-8, store prefix included;
+- multipart parts: 5 MiB to 5 GiB, at most 10,000 per object, so the largest object is
+  10,000 x ``part_size`` (78 GiB at the default 8 MiB);
+- object tags: at most 10, key at most 128 and value at most 256 characters;
+- user metadata (``x-amz-meta-*``): at most 2 KiB of keys and values, lowercase ASCII keys;
+- ``DeleteObjects``: at most 1,000 keys per request.
+
+Memory: a writer holds at most ``max_inflight_parts + 1`` part buffers (24 MiB with the
+defaults: 2 parts uploading from worker threads while the caller fills a third), whatever
+the object size; the buffers are reused across parts and across writes (up to that many
+idle buffers are kept per store).
+
+Integrity on the wire: every PutObject and UploadPart carries ``Content-MD5``. It is
+understood by AWS, MinIO, Ceph RGW and moto alike (botocore's default CRC32
+``aws-chunked`` trailers are not, by RGW 16.2), Object Lock buckets with a default
+retention refuse uploads without it, and it makes the server reject a corrupted part.
+The ciphertext is authenticated end to end anyway (AEAD); server-side encryption is never
+relied upon.
+
+Extra methods beyond the ``ObjectStore`` port: ``check``, ``metadata``, ``get_tags``,
+``put_tags``, ``set_retention``, ``set_legal_hold``, ``lock_state``, ``version_locks``,
+``bucket_versioning``.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import io
+import logging
+import re
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
+from urllib.parse import quote, urlencode
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from retentiond.errors import (
+    ConfigError,
+    ObjectLockedError,
+    ObjectNotFoundError,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
+from retentiond.ports import DeleteResult, ObjectInfo, PutResult
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+logger = logging.getLogger(__name__)
+
+# boto3 ships no type information: a client is ``Any`` here.
+S3Client = Any
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB  # S3: every part but the last is at least 5 MiB
+MAX_PART_SIZE = 5 * 1024 * MiB  # S3: at most 5 GiB per part
+MAX_PARTS = 10_000  # S3: at most 10,000 parts per multipart upload
+DEFAULT_PART_SIZE = 8 * MiB
+MAX_KEY_BYTES = 1024  # S3: object keys are at most 1,024 bytes of UTF-8
+MAX_DELETE_BATCH = 1000  # S3: DeleteObjects takes at most 1,000 keys
+MAX_TAGS = 10  # S3: at most 10 tags per object
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+MAX_METADATA_BYTES = 2048  # S3: user metadata at most 2 KiB (keys + values)
+READ_BUFFER = 256 * 1024  # buffered reader in front of a GET body
+MAX_LOCK_PROBES = 10  # HEADs made to explain a refused deletion
+EVIDENCE_GONE = "list_object_versions: 0 versions, 0 delete markers"
+NULL_VERSION = "null"  # the version id S3 gives objects of an unversioned bucket
+
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
+_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+                "ExpiredToken", "TokenRefreshRequired", "InvalidSecurity"}
+_TRANSIENT = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+              "Throttling", "ThrottlingException", "TooManyRequests", "RequestLimitExceeded",
+              "OperationAborted", "500", "502", "503", "504"}
+_METADATA_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_METADATA_VALUE = re.compile(r"^[\x20-\x7e]*$")
+_TAG_TEXT = re.compile(r"^[\w .:/=+\-@]*$")
+_SERVER_MESSAGE_CHARS = 200  # how much of a server's error message goes into ours
+
+
+# -- client --------------------------------------------------------------------------------
+
+
+def make_s3_client(
+    *, endpoint_url: str | None = None, region: str | None = None,
+    addressing_style: str = "auto", profile: str | None = None,
+    retry_mode: str = "standard", max_attempts: int = 5,
+    connect_timeout: float = 5.0, read_timeout: float = 60.0,
+    max_pool_connections: int = 16,
+    checksums: Literal["when_required", "when_supported"] = "when_required",
+) -> S3Client:
+    """A boto3 S3 client with bounded retries and timeouts.
+
+    Credentials come only from the standard AWS chain (environment, shared config and
+    credentials files with ``profile``, container/instance roles), never from our config.
+    ``retry_mode`` is ``standard`` or ``adaptive`` (client-side rate limiting on
+    throttling); ``max_attempts`` counts the first try (1-20). ``checksums`` defaults to
+    ``when_required`` because RGW 16.2 and older MinIO reject botocore's default CRC32
+    trailers; our own Content-MD5 covers uploads either way.
+    """
+    if addressing_style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"s3.addressing_style: {addressing_style!r}: expected auto, path "
+                          "or virtual")
+    if retry_mode not in ("standard", "adaptive"):
+        raise ConfigError(f"s3 retry mode: {retry_mode!r}: expected standard or adaptive")
+    if not 1 <= max_attempts <= 20:
+        raise ConfigError(f"s3 max attempts: {max_attempts}: expected 1-20")
+    if connect_timeout <= 0 or read_timeout <= 0:
+        raise ConfigError("s3 timeouts: must be positive seconds")
+    config = Config(
+        region_name=region,
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool_connections,
+        s3={"addressing_style": addressing_style},
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
+    )
+    try:
+        session = boto3.session.Session(profile_name=profile or None)
+        return session.client("s3", endpoint_url=endpoint_url or None, config=config)
+    except ProfileNotFound as e:
+        raise ConfigError(f"s3.profile: {profile!r}: no such profile in the AWS config "
+                          "files") from e
+    except (BotoCoreError, ValueError) as e:
+        raise ConfigError(f"s3: cannot create a client for endpoint {endpoint_url!r}: "
+                          f"{type(e).__name__}") from e
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix/")``."""
+    if not url.startswith("s3://"):
+        raise ConfigError(f"{url!r}: not an s3:// URL")
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    if not bucket:
+        raise ConfigError(f"{url!r}: no bucket name")
+    return bucket, prefix
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def translate_error(e: Exception, *, where: str, bucket: str,
+                    endpoint: str | None = None) -> StorageError:
+    """Turn a botocore/boto3 exception into our error tree (message without secrets)."""
+    on = f" on {endpoint}" if endpoint else ""
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        code = str(err.get("Code", "") or "")
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = " ".join(str(err.get("Message", "") or "").split())[:_SERVER_MESSAGE_CHARS]
+        if code == "NoSuchBucket":
+            return PermanentStorageError(f"s3://{bucket}: bucket does not exist{on} "
+                                         "(NoSuchBucket)")
+        if code in _NOT_FOUND:
+            return ObjectNotFoundError(f"{where}: not found")
+        if code in _CREDENTIALS:
+            return PermanentStorageError(
+                f"{where}: credentials rejected ({code}, HTTP {status}): check the AWS "
+                "credential chain (environment, profile, instance role)")
+        if code in ("AccessDenied", "AllAccessDisabled", "403"):
+            return PermanentStorageError(
+                f"{where}: access denied ({code}, HTTP {status}): check the bucket policy "
+                "and the permissions of the credentials in use")
+        if code in _TRANSIENT or status >= 500 or status == 429:
+            return TransientStorageError(f"{where}: {code or 'error'} (HTTP {status}){on}"
+                                         + (f": {text}" if text else ""))
+        return PermanentStorageError(f"{where}: {code or 'error'} (HTTP {status})"
+                                     + (f": {text}" if text else ""))
+    if isinstance(e, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        return PermanentStorageError(f"{where}: no usable AWS credentials in the standard "
+                                     f"chain ({type(e).__name__})")
+    if isinstance(e, SSLError):
+        return PermanentStorageError(f"{where}: TLS failure talking to the S3 endpoint{on} "
+                                     "(SSLError): check the CA bundle and endpoint_url")
+    if isinstance(e, EndpointConnectionError | ConnectTimeoutError | ConnectionClosedError
+                  | BotoConnectionError):
+        return TransientStorageError(f"{where}: cannot reach the S3 endpoint{on} "
+                                     f"({type(e).__name__})")
+    if isinstance(e, ReadTimeoutError | ResponseStreamingError | IncompleteReadError
+                  | HTTPClientError):
+        return TransientStorageError(f"{where}: connection to the S3 endpoint failed{on} "
+                                     f"({type(e).__name__})")
+    text = " ".join(str(e).split())[:_SERVER_MESSAGE_CHARS]
+    return PermanentStorageError(f"{where}: {type(e).__name__}: {text}")
+
+
+# -- value types ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockState:
+    """Object Lock state of one object version, as the store reports it."""
+
+    mode: str | None
+    retain_until: datetime | None
+    legal_hold: bool
+
+    @property
+    def is_set(self) -> bool:
+        """A retention (possibly expired: no clock here) or a legal hold is set."""
+        return self.mode is not None or self.legal_hold
+
+    def describe(self) -> str:
+        parts = []
+        if self.mode is not None:
+            until = self.retain_until.isoformat() if self.retain_until else "?"
+            parts.append(f"{self.mode} until {until}")
+        if self.legal_hold:
+            parts.append("legal hold")
+        return ", ".join(parts) or "no lock"
+
+
+# -- byte plumbing -------------------------------------------------------------------------
+
+
+class _View(io.RawIOBase):
+    """A seekable read-only file over a memoryview: a request body without a copy."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        out = memoryview(buffer).cast("B")
+        n = min(len(out), len(self._view) - self._pos)
+        out[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _Body(io.RawIOBase):
+    """A GET body (botocore StreamingBody) whose failures are ours."""
+
+    def __init__(self, body: Any, store: S3ObjectStore, key: str) -> None:
+        super().__init__()
+        self._body = body
+        self._store = store
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        try:
+            return int(self._body.readinto(buffer))
+        except (BotoCoreError, ClientError) as e:
+            raise self._store._error(e, self._key) from e
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class _BufferPool:
+    """Idle part buffers kept for the next write (at most ``keep`` of them)."""
+
+    def __init__(self, size: int, keep: int) -> None:
+        self.size = size
+        self._keep = keep
+        self._idle: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return bytearray(self.size)
+
+    def give(self, buf: bytearray) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(buf)
+
+
+def _version(vid: object) -> str | None:
+    """A version id as the port reports it: None for the "null" version (an unversioned
+    bucket, or versioning suspended), like a store without versions."""
+    return str(vid) if vid and vid != NULL_VERSION else None
+
+
+def _md5(view: memoryview) -> str:
+    return base64.b64encode(hashlib.md5(view, usedforsecurity=False).digest()).decode()
+
+
+# -- writer --------------------------------------------------------------------------------
+
+
+class S3Writer:
+    """A streamed write: one PutObject up to ``part_size`` bytes, multipart beyond.
+
+    Nothing is visible under the key until the context manager exits cleanly; on any
+    exception the multipart upload is aborted (after its in-flight parts have finished).
+    """
+
+    def __init__(self, store: S3ObjectStore, key: str, extra: dict[str, Any]) -> None:
+        self._store = store
+        self._key = key
+        self._full = store._full_key(key)
+        self._extra = extra
+        self._part_size = store.part_size
+        self._buf: bytearray | None = None
+        self._fill = 0
+        self._size = 0
+        self._upload_id: str | None = None
+        self._next_part = 1
+        self._parts: list[dict[str, Any]] = []
+        self._inflight: deque[tuple[Future[str], bytearray, int]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._failed = False  # a request failed: the object can only be aborted now
+        self._done = False
+        self._result: PutResult | None = None
+
+    # ObjectWriter -------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        """Copy ``data`` into the current part buffer (uploading full parts as it goes)."""
+        self._usable()
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        total = len(view)
+        off = 0
+        while off < total:
+            if self._fill == self._part_size:
+                self._send_part()  # a full part waits for one more byte: == part -> PutObject
+            if self._buf is None:
+                self._buf = self._store._buffers.take()
+            n = min(self._part_size - self._fill, total - off)
+            self._buf[self._fill:self._fill + n] = view[off:off + n]
+            self._fill += n
+            off += n
+        self._size += total
+        return total
+
+    @property
+    def result(self) -> PutResult:
+        """Available after a clean exit of the context manager."""
+        if self._result is None:
+            raise StorageError(f"{self._store._where(self._key)}: write not completed")
+        return self._result
+
+    # context manager ----------------------------------------------------------------------
+
+    def __enter__(self) -> S3Writer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if exc is None:
+                try:
+                    self._finish()
+                except BaseException:
+                    self._abort()
+                    raise
+            else:
+                self._abort()
+        finally:
+            self._done = True
+            self._release()
+
+    # internals ----------------------------------------------------------------------------
+
+    def _usable(self) -> None:
+        where = self._store._where(self._key)
+        if self._done:
+            raise StorageError(f"{where}: write after close")
+        if self._failed:
+            raise StorageError(f"{where}: an earlier request of this write failed")
+
+    def _finish(self) -> None:
+        self._usable()
+        store = self._store
+        if self._upload_id is None:
+            view = memoryview(self._buf)[:self._fill] if self._buf is not None \
+                else memoryview(b"")
+            args: dict[str, Any] = {"Bucket": store.bucket, "Key": self._full,
+                                    "Body": _View(view), "ContentLength": self._fill,
+                                    **self._extra}
+            if store.content_md5:
+                args["ContentMD5"] = _md5(view)
+            try:
+                resp = store._client.put_object(**args)
+            except (BotoCoreError, ClientError) as e:
+                raise store._error(e, self._key) from e
+        else:
+            if self._fill:
+                self._send_part()
+            while self._inflight:
+                self._collect_oldest()
+            try:
+                resp = store._client.complete_multipart_upload(
+                    Bucket=store.bucket, Key=self._full, UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts})
+            except (BotoCoreError, ClientError) as e:
+                raise store._error(e, self._key) from e
+            self._upload_id = None  # completed: nothing left to abort
+        self._result = PutResult(key=self._key, size=self._size,
+                                 version_id=_version(resp.get("VersionId")))
+
+    def _send_part(self) -> None:
+        try:
+            self._submit_part()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _submit_part(self) -> None:
+        store = self._store
+        if self._upload_id is None:
+            try:
+                resp = store._client.create_multipart_upload(
+                    Bucket=store.bucket, Key=self._full, **self._extra)
+            except (BotoCoreError, ClientError) as e:
+                raise store._error(e, self._key) from e
+            self._upload_id = str(resp["UploadId"])
+        if self._next_part > MAX_PARTS:
+            raise PermanentStorageError(
+                f"{store._where(self._key)}: larger than {MAX_PARTS} parts of "
+                f"{self._part_size} bytes; raise the part size")
+        while len(self._inflight) >= store.max_inflight_parts:
+            self._collect_oldest()  # frees a buffer: at most max_inflight_parts + 1 exist
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=store.max_inflight_parts,
+                                            thread_name_prefix="s3-part")
+        buf, n = cast(bytearray, self._buf), self._fill
+        self._buf, self._fill = None, 0
+        fut = self._pool.submit(store._upload_part, self._key, self._full,
+                                self._upload_id, self._next_part, memoryview(buf)[:n])
+        self._inflight.append((fut, buf, self._next_part))
+        self._next_part += 1
+
+    def _collect_oldest(self) -> None:
+        fut, buf, number = self._inflight.popleft()
+        try:
+            etag = fut.result()
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            self._store._buffers.give(buf)
+        self._parts.append({"PartNumber": number, "ETag": etag})
+
+    def _abort(self) -> None:
+        self._failed = True
+        for fut, _, _ in self._inflight:
+            fut.cancel()
+        wait_futures([f for f, _, _ in self._inflight])  # parts still reading our buffers
+        for _, buf, _ in self._inflight:
+            self._store._buffers.give(buf)
+        self._inflight.clear()
+        if self._upload_id is None:
+            return
+        store = self._store
+        try:
+            store._client.abort_multipart_upload(Bucket=store.bucket, Key=self._full,
+                                                 UploadId=self._upload_id)
+        except (BotoCoreError, ClientError) as e:
+            logger.warning("%s: cannot abort multipart upload: %s (a bucket lifecycle rule "
+                           "AbortIncompleteMultipartUpload removes it later)",
+                           store._where(self._key), store._error(e, self._key),
+                           extra={"event": "s3.abort_failed"})
+        self._upload_id = None
+
+    def _release(self) -> None:
+        if self._buf is not None:
+            self._store._buffers.give(self._buf)
+            self._buf = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+# -- store ---------------------------------------------------------------------------------
+
+
+class S3ObjectStore:
+    """An ``ObjectStore`` on a bucket prefix of an S3-compatible server.
+
+    ``prefix`` is a folder inside the bucket (``"vault"`` and ``"vault/"`` are the same);
+    keys are relative to it. ``client`` comes from ``make_s3_client``. ``part_size``
+    (5 MiB-5 GiB) and ``max_inflight_parts`` (1-16) bound a writer's memory at
+    ``part_size * (max_inflight_parts + 1)``; ``delete_batch`` (1-1,000) is the number
+    of versions per DeleteObjects request.
+    """
+
+    def __init__(
+        self, bucket: str, prefix: str = "", *, client: S3Client,
+        part_size: int = DEFAULT_PART_SIZE, max_inflight_parts: int = 2,
+        delete_batch: int = MAX_DELETE_BATCH, content_md5: bool = True,
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise ConfigError(f"{bucket!r}: not a bucket name")
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ConfigError(f"s3 part size {part_size}: expected {MIN_PART_SIZE}-"
+                              f"{MAX_PART_SIZE} bytes")
+        if not 1 <= max_inflight_parts <= 16:
+            raise ConfigError(f"s3 in-flight parts {max_inflight_parts}: expected 1-16")
+        if not 1 <= delete_batch <= MAX_DELETE_BATCH:
+            raise ConfigError(f"s3 delete batch {delete_batch}: expected 1-{MAX_DELETE_BATCH}")
+        prefix = prefix.strip("/")
+        self.bucket = bucket
+        self.prefix = prefix + "/" if prefix else ""
+        self.part_size = part_size
+        self.max_inflight_parts = max_inflight_parts
+        self.delete_batch = delete_batch
+        self.content_md5 = content_md5
+        self._client = client
+        self._buffers = _BufferPool(part_size, keep=max_inflight_parts + 1)
+
+    @classmethod
+    def from_url(cls, url: str, *, client: S3Client, **options: Any) -> S3ObjectStore:
+        """``S3ObjectStore`` for ``s3://bucket/prefix``."""
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, client=client, **options)
+
+    @property
+    def client(self) -> S3Client:
+        return self._client
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix.rstrip('/')}" if self.prefix \
+            else f"s3://{self.bucket}"
+
+    # helpers ------------------------------------------------------------------------------
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def _error(self, e: Exception, key: str) -> StorageError:
+        return translate_error(e, where=self._where(key), bucket=self.bucket,
+                               endpoint=getattr(self._client.meta, "endpoint_url", None))
+
+    def _full_key(self, key: str) -> str:
+        parts = key.split("/")
+        if (not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts)
+                or any(ord(c) < 0x20 or c == "\x7f" for c in key)):
+            raise PermanentStorageError(f"{key!r}: not a valid object key")
+        full = self.prefix + key
+        if len(full.encode("utf-8")) > MAX_KEY_BYTES:
+            raise PermanentStorageError(
+                f"{self._where(key)}: key longer than {MAX_KEY_BYTES} bytes")
+        return full
+
+    def _require_bucket(self, key: str) -> None:
+        """HeadBucket; a missing bucket is a PermanentStorageError naming it. (A HEAD 404
+        has no body, so a missing key and a missing bucket look alike without this.)"""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or e.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                raise PermanentStorageError(
+                    f"s3://{self.bucket}: bucket does not exist on "
+                    f"{self._client.meta.endpoint_url} (NoSuchBucket)") from e
+            raise self._error(e, key) from e
+        except BotoCoreError as e:
+            raise self._error(e, key) from e
+
+    def _head(self, key: str, version_id: str | None = None) -> dict[str, Any]:
+        full = self._full_key(key)
+        args = {"Bucket": self.bucket, "Key": full}
+        if version_id is not None:
+            args["VersionId"] = version_id
+        try:
+            return cast(dict[str, Any], self._client.head_object(**args))
+        except (BotoCoreError, ClientError) as e:
+            err = self._error(e, key)
+            if isinstance(err, ObjectNotFoundError):
+                self._require_bucket(key)
+            raise err from e
+
+    def _current_version(self, key: str, version_id: str | None) -> str | None:
+        """The given version, else the latest one's id (None on an unversioned bucket)."""
+        if version_id is not None:
+            return version_id
+        return _version(self._head(key).get("VersionId"))
+
+    def _upload_part(self, key: str, full: str, upload_id: str, number: int,
+                     view: memoryview) -> str:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, "UploadId": upload_id,
+                                "PartNumber": number, "Body": _View(view),
+                                "ContentLength": len(view)}
+        if self.content_md5:
+            args["ContentMD5"] = _md5(view)
+        try:
+            return str(self._client.upload_part(**args)["ETag"])
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+
+    def _versions(self, key: str, full: str) -> tuple[builtins.list[str], builtins.list[str]]:
+        """(version ids, delete-marker ids) of exactly ``full``, over every page."""
+        versions: builtins.list[str] = []
+        markers: builtins.list[str] = []
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=full)
+            for page in pages:  # Prefix=key also lists key2, key/x...: keep exact matches
+                versions += [str(v.get("VersionId") or NULL_VERSION)
+                             for v in page.get("Versions", []) if v["Key"] == full]
+                markers += [str(m.get("VersionId") or NULL_VERSION)
+                            for m in page.get("DeleteMarkers", []) if m["Key"] == full]
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+        return versions, markers
+
+    # ObjectStore --------------------------------------------------------------------------
+
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[S3Writer]:
+        """Atomic streamed write; ``metadata`` as ``x-amz-meta-*``, ``tags`` as object tags."""
+        extra: dict[str, Any] = {"ContentType": "application/octet-stream"}
+        if metadata:
+            extra["Metadata"] = self._check_metadata(key, metadata)
+        if tags:
+            extra["Tagging"] = urlencode(self._check_tags(key, tags), quote_via=quote,
+                                         safe="")
+        return S3Writer(self, key, extra)
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Stream the latest version (a buffered, ``readinto``-capable file)."""
+        return self._open(key)
+
+    @contextmanager
+    def _open(self, key: str) -> Iterator[BinaryIO]:
+        full = self._full_key(key)
+        try:
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+        reader = io.BufferedReader(_Body(resp["Body"], self, key), buffer_size=READ_BUFFER)
+        with reader:
+            yield cast(BinaryIO, reader)
+
+    def head(self, key: str) -> ObjectInfo:
+        """Size, time and version id of the latest version. A 404 costs a second request
+        (HeadBucket), to tell a missing key from a missing bucket."""
+        h = self._head(key)
+        return ObjectInfo(key=key, size=int(h["ContentLength"]),
+                          modified=h["LastModified"].astimezone(UTC),
+                          version_id=_version(h.get("VersionId")))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every key under ``prefix`` in key order (UTF-8 byte order = code point order),
+        1,000 per ListObjectsV2 page. ``version_id`` is None (the listing does not say).
+        "Folder" placeholder objects (keys ending in ``/``) are skipped."""
+        cut = len(self.prefix)
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                for o in page.get("Contents", []):
+                    if o["Key"].endswith("/"):
+                        continue
+                    yield ObjectInfo(key=o["Key"][cut:], size=int(o["Size"]),
+                                     modified=o["LastModified"].astimezone(UTC))
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, prefix) from e
+
+    def delete_all_versions(self, key: str) -> DeleteResult:
+        """Delete every version and delete marker of ``key`` (batched DeleteObjects), then
+        list again to confirm none remains. Never bypasses Object Lock governance mode."""
+        full = self._full_key(key)
+        versions, markers = self._versions(key, full)
+        listed = versions + markers
+        errors: builtins.list[dict[str, Any]] = []
+        for i in range(0, len(listed), self.delete_batch):
+            batch = listed[i:i + self.delete_batch]
+            try:
+                resp = self._client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": full, "VersionId": v} for v in batch],
+                    "Quiet": False})
+            except (BotoCoreError, ClientError) as e:
+                raise self._error(e, key) from e
+            errors += resp.get("Errors", [])
+        if not listed:
+            return DeleteResult(key=key, version_ids=(), evidence=EVIDENCE_GONE)
+        left_versions, left_markers = self._versions(key, full)
+        if left_versions or left_markers:
+            raise self._delete_refused(key, total=len(listed), left=left_versions,
+                                       left_markers=left_markers, errors=errors)
+        return DeleteResult(key=key, version_ids=tuple(listed), evidence=EVIDENCE_GONE)
+
+    def _delete_refused(self, key: str, *, total: int, left: builtins.list[str],
+                        left_markers: builtins.list[str], errors: builtins.list[dict[str, Any]]
+                        ) -> StorageError:
+        where = self._where(key)
+        remaining = left + left_markers
+        n = len(remaining)
+        head = ", ".join(remaining[:5]) + (f" (+{n - 5} more)" if n > 5 else "")
+        codes = {str(e.get("Code", "")) for e in errors}
+        denied = [e for e in errors if e.get("Code") == "AccessDenied"]
+        if denied:
+            locks = self._locks_of(key, left[:MAX_LOCK_PROBES])
+            states = [f"{vid}: {st.describe()}" for vid, st in locks.items() if st.is_set]
+            says_lock = any("lock" in str(e.get("Message", "")).lower() for e in denied)
+            if states or says_lock:
+                detail = "; ".join(states) if states else head
+                return ObjectLockedError(
+                    f"{where}: deletion blocked by Object Lock, {n} of {total} versions "
+                    f"remain ({detail})")
+            return PermanentStorageError(
+                f"{where}: access denied deleting {n} of {total} versions ({head})")
+        if codes & _TRANSIENT:
+            return TransientStorageError(
+                f"{where}: DeleteObjects failed for {n} of {total} versions "
+                f"({', '.join(sorted(codes))}): {head}")
+        if errors:
+            return PermanentStorageError(
+                f"{where}: DeleteObjects refused {n} of {total} versions "
+                f"({', '.join(sorted(codes))}): {head}")
+        return PermanentStorageError(
+            f"{where}: {n} versions still listed after DeleteObjects reported success: {head}")
+
+    # extras beyond the port ---------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise PermanentStorageError unless the bucket exists and answers (startup check)."""
+        self._require_bucket("")
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """User metadata (``x-amz-meta-*``, keys lowercase) of the latest version."""
+        return {str(k): str(v) for k, v in self._head(key).get("Metadata", {}).items()}
+
+    def get_tags(self, key: str, *, version_id: str | None = None) -> dict[str, str]:
+        """Object tags of ``version_id`` (default: the latest version)."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full_key(key)}
+        if version_id is not None:
+            args["VersionId"] = version_id
+        try:
+            resp = self._client.get_object_tagging(**args)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+        return {str(t["Key"]): str(t["Value"]) for t in resp.get("TagSet", [])}
+
+    def put_tags(self, key: str, tags: Mapping[str, str], *,
+                 version_id: str | None = None) -> None:
+        """Replace the tag set of one version (an empty ``tags`` deletes them all, with
+        DeleteObjectTagging). Without ``version_id`` the latest version's id is looked up
+        first and passed: Ceph RGW 16.2 ignores a tag deletion without VersionId on a
+        versioned bucket (204, tags unchanged)."""
+        checked = self._check_tags(key, tags)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full_key(key)}
+        vid = self._current_version(key, version_id)
+        if vid is not None:
+            args["VersionId"] = vid
+        try:
+            if checked:
+                self._client.put_object_tagging(**args, Tagging={
+                    "TagSet": [{"Key": k, "Value": v} for k, v in checked.items()]})
+            else:
+                self._client.delete_object_tagging(**args)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+
+    def set_retention(self, key: str, *, version_id: str | None, until: datetime,
+                      mode: LockMode) -> None:
+        """Object Lock retention on one version (bucket created with Object Lock). A
+        COMPLIANCE retention can be extended, never shortened or removed, by anyone."""
+        if until.tzinfo is None:
+            raise ValueError("until: naive datetime; use an aware UTC datetime")
+        if mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise ValueError(f"mode: {mode!r}: expected GOVERNANCE or COMPLIANCE")
+        args: dict[str, Any] = {
+            "Bucket": self.bucket, "Key": self._full_key(key),
+            "Retention": {"Mode": mode, "RetainUntilDate": until.astimezone(UTC)}}
+        vid = self._current_version(key, version_id)
+        if vid is not None:
+            args["VersionId"] = vid
+        try:
+            self._client.put_object_retention(**args)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+
+    def set_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> None:
+        """Set or release the S3 legal hold of one version (bucket with Object Lock)."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full_key(key),
+                                "LegalHold": {"Status": "ON" if on else "OFF"}}
+        vid = self._current_version(key, version_id)
+        if vid is not None:
+            args["VersionId"] = vid
+        try:
+            self._client.put_object_legal_hold(**args)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, key) from e
+
+    def lock_state(self, key: str, *, version_id: str | None = None) -> LockState:
+        """Object Lock retention and legal hold of one version (from HEAD)."""
+        h = self._head(key, version_id)
+        until = h.get("ObjectLockRetainUntilDate")
+        return LockState(mode=h.get("ObjectLockMode"),
+                         retain_until=until.astimezone(UTC) if until else None,
+                         legal_hold=h.get("ObjectLockLegalHoldStatus") == "ON")
+
+    def version_locks(self, key: str) -> dict[str, LockState]:
+        """Object Lock state of every remaining version of ``key`` (one HEAD each; delete
+        markers cannot be locked and are left out). After an ObjectLockedError, this says
+        until when each version is retained and which are under legal hold."""
+        versions, _ = self._versions(key, self._full_key(key))
+        return self._locks_of(key, versions)
+
+    def _locks_of(self, key: str, version_ids: builtins.list[str]) -> dict[str, LockState]:
+        out: dict[str, LockState] = {}
+        for vid in version_ids:
+            try:
+                out[vid] = self.lock_state(key, version_id=vid)
+            except StorageError:  # no s3:GetObjectRetention permission, or just deleted
+                continue
+        return out
+
+    def bucket_versioning(self) -> Literal["Enabled", "Suspended", "Unversioned"]:
+        """The bucket's versioning status."""
+        try:
+            status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, "") from e
+        if status == "Enabled":
+            return "Enabled"
+        if status == "Suspended":
+            return "Suspended"
+        return "Unversioned"
+
+    # validation ---------------------------------------------------------------------------
+
+    def _check_metadata(self, key: str, metadata: Mapping[str, str]) -> dict[str, str]:
+        where = self._where(key)
+        size = 0
+        for k, v in metadata.items():
+            if not _METADATA_KEY.match(k):
+                raise PermanentStorageError(f"{where}: metadata key {k!r}: expected "
+                                            "lowercase ASCII letters, digits, - and _")
+            if not _METADATA_VALUE.match(v):
+                raise PermanentStorageError(f"{where}: metadata {k}: value must be "
+                                            "printable ASCII")
+            size += len(k) + len(v)
+        if size > MAX_METADATA_BYTES:
+            raise PermanentStorageError(f"{where}: metadata is {size} bytes, S3 allows "
+                                        f"{MAX_METADATA_BYTES}")
+        return dict(metadata)
+
+    def _check_tags(self, key: str, tags: Mapping[str, str]) -> dict[str, str]:
+        where = self._where(key)
+        if len(tags) > MAX_TAGS:
+            raise PermanentStorageError(f"{where}: {len(tags)} tags, S3 allows {MAX_TAGS}")
+        for k, v in tags.items():
+            if not 1 <= len(k) <= MAX_TAG_KEY or len(v) > MAX_TAG_VALUE:
+                raise PermanentStorageError(f"{where}: tag {k[:MAX_TAG_KEY]!r}: key 1-"
+                                            f"{MAX_TAG_KEY} and value 0-{MAX_TAG_VALUE} "
+                                            "characters")
+            if not (_TAG_TEXT.match(k) and _TAG_TEXT.match(v)):
+                raise PermanentStorageError(f"{where}: tag {k!r}: only letters, digits, "
+                                            "spaces and + - = . _ : / @ are allowed")
+        return dict(tags)

@@ -1,0 +1,668 @@
+"""One contract for every ``ObjectStore`` adapter: the local folder, and S3 on a live
+``moto_server`` process with an unversioned and a versioned bucket. Then S3-only tests
+against the same live server: tags and metadata, Object Lock, a missing bucket, a server
+that is down, answers 503 or answers too slowly, and a constant-memory 256 MiB upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retentiond.adapters.localfs import LocalObjectStore
+from retentiond.adapters.s3 import (
+    EVIDENCE_GONE,
+    MIN_PART_SIZE,
+    LockState,
+    S3ObjectStore,
+    make_s3_client,
+    parse_s3_url,
+)
+from retentiond.errors import (
+    ConfigError,
+    ObjectLockedError,
+    ObjectNotFoundError,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
+from retentiond.ports import ObjectStore
+from tests.s3server import FaultProxy, S3Server, dummy_aws_env, free_port
+
+PART = MIN_PART_SIZE  # 5 MiB: the smallest part S3 (and moto) accept
+CHUNK = 64 * 1024  # what the sealer hands to write(), from one reused buffer
+FAR = datetime(2099, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Harness:
+    kind: str
+    store: ObjectStore
+    s3: S3ObjectStore | None = None
+
+    @property
+    def client(self) -> Any:
+        assert self.s3 is not None
+        return self.s3.client
+
+    def full(self, key: str) -> str:
+        assert self.s3 is not None
+        return self.s3.prefix + key
+
+    def versions(self, key: str) -> tuple[list[str], list[str]]:
+        """Raw ListObjectVersions of exactly ``key``: (versions, delete markers)."""
+        assert self.s3 is not None
+        r = self.client.list_object_versions(Bucket=self.s3.bucket, Prefix=self.full(key))
+        return ([v["VersionId"] for v in r.get("Versions", []) if v["Key"] == self.full(key)],
+                [m["VersionId"] for m in r.get("DeleteMarkers", [])
+                 if m["Key"] == self.full(key)])
+
+    def etag(self, key: str) -> str:
+        assert self.s3 is not None
+        return str(self.client.head_object(Bucket=self.s3.bucket, Key=self.full(key))["ETag"])
+
+
+@pytest.fixture(scope="session")
+def s3_client(moto_s3: S3Server) -> Any:
+    return moto_s3.client()
+
+
+def _s3(moto_s3: S3Server, client: Any, kind: str, **options: Any) -> Harness:
+    bucket = moto_s3.bucket(versioned=kind == "s3-versioned", client=client)
+    store = S3ObjectStore(bucket, "vault", client=client, part_size=PART, **options)
+    return Harness(kind, store, store)
+
+
+@pytest.fixture(params=["local", "s3", "s3-versioned"])
+def h(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    if request.param == "local":
+        return Harness("local", LocalObjectStore(tmp_path / "vault"))
+    server: S3Server = request.getfixturevalue("moto_s3")
+    return _s3(server, request.getfixturevalue("s3_client"), request.param)
+
+
+@pytest.fixture(params=["s3", "s3-versioned"])
+def s3h(request: pytest.FixtureRequest, moto_s3: S3Server, s3_client: Any) -> Harness:
+    return _s3(moto_s3, s3_client, request.param)
+
+
+@pytest.fixture
+def vh(moto_s3: S3Server, s3_client: Any) -> Harness:
+    return _s3(moto_s3, s3_client, "s3-versioned")
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Deterministic, incompressible-looking bytes."""
+    out = bytearray()
+    block = hashlib.sha256(f"{seed}".encode()).digest()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block * 64
+    return bytes(out[:size])
+
+
+def put(store: ObjectStore, key: str, data: bytes, **kw: Any) -> str | None:
+    """Write ``data`` the way the sealer does: 64 KiB chunks from one reused buffer."""
+    buf = bytearray(CHUNK)
+    with store.writer(key, **kw) as w:
+        for off in range(0, len(data), CHUNK):
+            n = len(data[off:off + CHUNK])
+            buf[:n] = data[off:off + n]
+            assert w.write(memoryview(buf)[:n]) == n
+    assert w.result.key == key
+    assert w.result.size == len(data)
+    return w.result.version_id
+
+
+def get(store: ObjectStore, key: str) -> bytes:
+    """Read back with readinto into one reused buffer."""
+    out = bytearray()
+    buf = bytearray(100_000)
+    with store.open_read(key) as fh:
+        readinto = fh.readinto  # type: ignore[attr-defined]  # typing.BinaryIO lacks it
+        while n := readinto(buf):
+            out += buf[:n]
+    return bytes(out)
+
+
+# -- the contract ----------------------------------------------------------------------------
+
+
+def test_is_an_object_store(h: Harness) -> None:
+    assert isinstance(h.store, ObjectStore)
+    if h.s3 is not None:
+        assert h.store.url == f"s3://{h.s3.bucket}/vault"
+    else:
+        assert h.store.url.startswith("file:///")
+
+
+@pytest.mark.parametrize("size", [
+    pytest.param(0, id="0B"),
+    pytest.param(1, id="1B"),
+    pytest.param(100_000, id="100kB"),
+    pytest.param(PART, id="one-full-part"),
+    pytest.param(2 * PART + 1, id="3-parts"),
+])
+def test_round_trip(h: Harness, size: int) -> None:
+    data = payload(size, seed=size)
+    vid = put(h.store, "2026/11/rec.sealed", data)
+    assert get(h.store, "2026/11/rec.sealed") == data
+    info = h.store.head("2026/11/rec.sealed")
+    assert info.key == "2026/11/rec.sealed"
+    assert info.size == size
+    assert info.modified.tzinfo is not None
+    assert info.modified.utcoffset() is not None
+    assert info.version_id == vid
+    if h.kind == "s3-versioned":
+        assert vid
+    else:
+        assert vid is None
+    if h.s3 is not None:  # one PutObject up to one part, multipart beyond
+        assert h.etag("2026/11/rec.sealed").endswith("-3\"") == (size > PART)
+
+
+def test_open_read_is_a_binary_file(h: Harness) -> None:
+    put(h.store, "a", b"0123456789")
+    with h.store.open_read("a") as fh:
+        assert fh.read(3) == b"012"
+        assert fh.read() == b"3456789"
+        assert fh.read() == b""
+
+
+def test_write_copies_the_callers_buffer(h: Harness) -> None:
+    buf = bytearray(b"A" * 1000)
+    with h.store.writer("k") as w:
+        w.write(buf)
+        buf[:] = b"B" * 1000
+        w.write(buf)
+        buf[:] = b"C" * 1000
+        w.write(memoryview(buf)[:10])
+        buf[:] = b"D" * 1000
+    assert get(h.store, "k") == b"A" * 1000 + b"B" * 1000 + b"C" * 10
+
+
+def test_overwrite_replaces_the_content(h: Harness) -> None:
+    put(h.store, "k", b"first")
+    put(h.store, "k", b"second")
+    assert get(h.store, "k") == b"second"
+    assert h.store.head("k").size == 6
+
+
+@pytest.mark.parametrize("size", [pytest.param(10, id="small"),
+                                  pytest.param(2 * PART + 7, id="multipart")])
+def test_exception_in_writer_leaves_nothing_visible(h: Harness, size: int) -> None:
+    put(h.store, "old", b"kept")
+    for key in ("new", "old"):
+        with pytest.raises(RuntimeError, match="boom"), h.store.writer(key) as w:
+            w.write(payload(size))
+            raise RuntimeError("boom")
+        with pytest.raises(StorageError):
+            _ = w.result
+    with pytest.raises(ObjectNotFoundError):
+        h.store.head("new")
+    assert get(h.store, "old") == b"kept"
+    assert [o.key for o in h.store.list()] == ["old"]
+    if h.s3 is not None:
+        uploads = h.client.list_multipart_uploads(Bucket=h.s3.bucket).get("Uploads", [])
+        assert uploads == []
+    else:
+        assert isinstance(h.store, LocalObjectStore)
+        assert h.store.stale_temporaries() == []
+
+
+def test_result_is_not_available_before_completion(h: Harness) -> None:
+    with h.store.writer("k") as w:
+        w.write(b"x")
+        with pytest.raises(StorageError, match="not completed"):
+            _ = w.result
+    assert w.result.size == 1
+
+
+def test_list_is_in_key_order_and_filtered_by_prefix(h: Harness) -> None:
+    keys = ["b", "a/2", "a/1", "a0", "c/d/e", "a/10"]
+    for i, k in enumerate(keys):
+        put(h.store, k, b"x" * i)
+    listed = list(h.store.list())
+    assert [o.key for o in listed] == sorted(keys)
+    assert {o.key: o.size for o in listed} == {k: i for i, k in enumerate(keys)}
+    assert all(o.modified.utcoffset() is not None for o in listed)
+    assert [o.key for o in h.store.list("a/")] == ["a/1", "a/10", "a/2"]
+    assert [o.key for o in h.store.list("a")] == ["a/1", "a/10", "a/2", "a0"]
+    assert list(h.store.list("zzz")) == []
+
+
+def test_missing_objects_are_not_found(h: Harness) -> None:
+    with pytest.raises(ObjectNotFoundError, match="nope"):
+        h.store.head("nope")
+    with pytest.raises(ObjectNotFoundError, match="nope"), h.store.open_read("nope"):
+        pass
+    assert ObjectNotFoundError("x").exit_code == 3
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b"])
+def test_invalid_keys_are_refused(h: Harness, key: str) -> None:
+    with pytest.raises(PermanentStorageError), h.store.writer(key) as w:
+        w.write(b"x")
+    with pytest.raises(PermanentStorageError):
+        h.store.head(key)
+
+
+def test_delete_all_versions_is_idempotent(h: Harness) -> None:
+    vid = put(h.store, "rec", b"secret")
+    first = h.store.delete_all_versions("rec")
+    assert first.key == "rec"
+    assert first.version_ids == (vid or "null",)
+    assert first.evidence == ("stat: ENOENT" if h.s3 is None else EVIDENCE_GONE)
+    with pytest.raises(ObjectNotFoundError):
+        h.store.head("rec")
+    assert list(h.store.list()) == []
+    again = h.store.delete_all_versions("rec")
+    assert again.version_ids == ()
+    assert again.evidence == first.evidence
+    if h.s3 is not None:
+        assert h.versions("rec") == ([], [])
+
+
+def test_delete_of_a_key_never_written_succeeds(h: Harness) -> None:
+    assert h.store.delete_all_versions("never/written").version_ids == ()
+
+
+def test_delete_leaves_keys_sharing_the_prefix(h: Harness) -> None:
+    for k in ("rec", "rec2", "rec.json", "re"):
+        put(h.store, k, k.encode())
+    h.store.delete_all_versions("rec")
+    assert [o.key for o in h.store.list()] == ["re", "rec.json", "rec2"]
+    assert get(h.store, "rec2") == b"rec2"
+
+
+# -- S3: versions, delete markers, batching ------------------------------------------------
+
+
+def test_every_version_and_delete_marker_goes(vh: Harness) -> None:
+    assert vh.s3 is not None
+    ids = [put(vh.store, "rec", f"v{i}".encode()) for i in range(3)]
+    marker = vh.client.delete_object(Bucket=vh.s3.bucket, Key=vh.full("rec"))["VersionId"]
+    ids.append(put(vh.store, "rec", b"v3"))
+    marker2 = vh.client.delete_object(Bucket=vh.s3.bucket, Key=vh.full("rec"))["VersionId"]
+    put(vh.store, "rec2", b"neighbour")
+    put(vh.store, "rec/x", b"neighbour")
+    assert len(vh.versions("rec")[0]) == 4
+    assert len(vh.versions("rec")[1]) == 2
+    with pytest.raises(ObjectNotFoundError):  # latest is a delete marker
+        vh.store.head("rec")
+
+    result = vh.store.delete_all_versions("rec")
+
+    assert sorted(result.version_ids) == sorted([*ids, marker, marker2])
+    assert len(set(result.version_ids)) == 6
+    assert result.evidence == "list_object_versions: 0 versions, 0 delete markers"
+    assert vh.versions("rec") == ([], [])
+    assert len(vh.versions("rec2")[0]) == 1
+    assert get(vh.store, "rec/x") == b"neighbour"
+    assert vh.store.delete_all_versions("rec").version_ids == ()
+
+
+def test_delete_batches_are_bounded(moto_s3: S3Server, s3_client: Any) -> None:
+    vh = _s3(moto_s3, s3_client, "s3-versioned", delete_batch=2)
+    ids = [str(put(vh.store, "rec", f"v{i}".encode())) for i in range(5)]
+    assert sorted(vh.store.delete_all_versions("rec").version_ids) == sorted(ids)
+    assert vh.versions("rec") == ([], [])
+
+
+def test_bucket_versioning(s3h: Harness) -> None:
+    assert s3h.s3 is not None
+    want = "Enabled" if s3h.kind == "s3-versioned" else "Unversioned"
+    assert s3h.s3.bucket_versioning() == want
+
+
+# -- S3: tags and metadata -----------------------------------------------------------------
+
+META = {"purpose": "quality", "legal-basis": "legitimate-interests",
+        "policy": "cnil-default", "policy-sha256": "ab" * 32,
+        "delete-after": "2026-12-23T09:00:00Z"}
+TAGS = {"purpose": "quality", "delete-after": "2026-12-23T09:00:00Z",
+        "policy": "cnil default/v1", "hold": "none"}
+
+
+@pytest.mark.parametrize("size", [pytest.param(10, id="put"),
+                                  pytest.param(PART + 1, id="multipart")])
+def test_tags_and_metadata_round_trip(s3h: Harness, size: int) -> None:
+    assert s3h.s3 is not None
+    vid = put(s3h.store, "rec", payload(size), metadata=META, tags=TAGS)
+    assert s3h.s3.metadata("rec") == META
+    assert s3h.s3.get_tags("rec") == TAGS
+    if vid is not None:
+        assert s3h.s3.get_tags("rec", version_id=vid) == TAGS
+
+
+def test_put_tags_targets_one_version(s3h: Harness) -> None:
+    assert s3h.s3 is not None
+    old = put(s3h.store, "rec", b"1", tags={"state": "old"})
+    new = put(s3h.store, "rec", b"2", tags={"state": "new"})
+    s3h.s3.put_tags("rec", {"state": "held", "hold": "case-42"})
+    assert s3h.s3.get_tags("rec") == {"state": "held", "hold": "case-42"}
+    if s3h.kind == "s3-versioned":
+        assert old and new
+        assert s3h.s3.get_tags("rec", version_id=old) == {"state": "old"}
+        s3h.s3.put_tags("rec", {}, version_id=old)
+        assert s3h.s3.get_tags("rec", version_id=old) == {}
+        assert s3h.s3.get_tags("rec", version_id=new) == {"state": "held", "hold": "case-42"}
+
+
+@pytest.mark.parametrize(("metadata", "tags", "match"), [
+    pytest.param({"Purpose": "x"}, None, "metadata key", id="uppercase-metadata-key"),
+    pytest.param({"purpose": "qualité"}, None, "printable ASCII", id="non-ascii-metadata"),
+    pytest.param({"big": "x" * 3000}, None, "2048", id="metadata-over-2KiB"),
+    pytest.param(None, {f"t{i}": "v" for i in range(11)}, "11 tags", id="11-tags"),
+    pytest.param(None, {"k": "v" * 257}, "value 0-256", id="long-tag-value"),
+    pytest.param(None, {"k": "a&b"}, "only letters", id="tag-charset"),
+])
+def test_bad_tags_and_metadata_are_refused_before_any_request(
+        s3h: Harness, metadata: dict[str, str] | None, tags: dict[str, str] | None,
+        match: str) -> None:
+    with pytest.raises(PermanentStorageError, match=match):
+        s3h.store.writer("rec", metadata=metadata, tags=tags)
+    assert list(s3h.store.list()) == []
+
+
+# -- S3: Object Lock -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def locked(moto_s3: S3Server, s3_client: Any) -> Harness:
+    bucket = moto_s3.bucket(object_lock=True, client=s3_client)
+    store = S3ObjectStore(bucket, "vault", client=s3_client, part_size=PART)
+    return Harness("s3-object-lock", store, store)
+
+
+@pytest.mark.parametrize("mode", ["COMPLIANCE", "GOVERNANCE"])
+def test_retention_blocks_deletion_and_is_reported(locked: Harness, mode: str) -> None:
+    s3 = locked.s3
+    assert s3 is not None
+    assert s3.bucket_versioning() == "Enabled"
+    v1 = put(s3, "rec", b"locked")
+    assert v1 is not None
+    s3.set_retention("rec", version_id=v1, until=FAR, mode=mode)  # type: ignore[arg-type]
+    v2 = str(put(s3, "rec", b"free"))
+    state = s3.lock_state("rec", version_id=v1)
+    assert (state.mode, state.retain_until, state.legal_hold) == (mode, FAR, False)
+
+    with pytest.raises(ObjectLockedError) as err:
+        s3.delete_all_versions("rec")
+
+    msg = str(err.value)
+    assert f"s3://{s3.bucket}/vault/rec" in msg
+    assert v1 in msg
+    assert mode in msg
+    assert "1 of 2 versions remain" in msg
+    assert "\n" not in msg
+    assert locked.versions("rec") == ([v1], [])  # the locked version is still tracked...
+    assert v2 not in msg  # ...and the unlocked one went
+    assert s3.version_locks("rec") == {v1: LockState(mode=mode, retain_until=FAR,
+                                                     legal_hold=False)}
+    assert err.value.exit_code == 5
+
+
+def test_legal_hold_blocks_deletion_until_released(locked: Harness) -> None:
+    s3 = locked.s3
+    assert s3 is not None
+    vid = put(s3, "rec", b"held")
+    s3.set_legal_hold("rec", version_id=None, on=True)  # latest version looked up
+    assert s3.lock_state("rec").legal_hold
+    with pytest.raises(ObjectLockedError, match=f"rec.*{vid}: legal hold"):
+        s3.delete_all_versions("rec")
+    assert locked.versions("rec") == ([vid], [])
+
+    s3.set_legal_hold("rec", version_id=vid, on=False)
+    result = s3.delete_all_versions("rec")
+    assert result.version_ids == (vid,)
+    assert locked.versions("rec") == ([], [])
+
+
+@pytest.mark.parametrize("size", [pytest.param(10, id="put"),
+                                  pytest.param(PART + 1, id="multipart")])
+def test_default_retention_bucket_accepts_our_uploads(locked: Harness, size: int) -> None:
+    """Such buckets refuse uploads without Content-MD5 (or an SDK checksum): we send it."""
+    s3 = locked.s3
+    assert s3 is not None
+    s3.client.put_object_lock_configuration(Bucket=s3.bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    data = payload(size)
+    vid = put(s3, "rec", data)
+    assert get(s3, "rec") == data
+    if size > PART:
+        return  # moto 5.2.1 applies default retention to PutObject only (AWS: to both)
+    assert s3.lock_state("rec", version_id=vid).mode == "GOVERNANCE"
+    with pytest.raises(ObjectLockedError, match="GOVERNANCE until"):
+        s3.delete_all_versions("rec")
+    bare = S3ObjectStore(s3.bucket, "vault", client=s3.client, content_md5=False)
+    with pytest.raises(PermanentStorageError, match="MissingUploadObjectWithObjectLock"):
+        put(bare, "other", data)
+
+
+def test_retention_needs_an_aware_datetime(locked: Harness) -> None:
+    assert locked.s3 is not None
+    put(locked.s3, "rec", b"x")
+    with pytest.raises(ValueError, match="naive"):
+        locked.s3.set_retention("rec", version_id=None, until=datetime(2099, 1, 1),
+                                mode="COMPLIANCE")
+
+
+def test_retention_on_a_bucket_without_object_lock_is_refused(s3h: Harness) -> None:
+    assert s3h.s3 is not None
+    put(s3h.store, "rec", b"x")
+    with pytest.raises(PermanentStorageError, match="rec"):
+        s3h.s3.set_retention("rec", version_id=None, until=FAR, mode="COMPLIANCE")
+
+
+# -- S3: failures of the server ------------------------------------------------------------
+
+
+def test_missing_bucket_is_a_permanent_error(moto_s3: S3Server, s3_client: Any) -> None:
+    store = S3ObjectStore("rt-no-such-bucket", "vault", client=s3_client, part_size=PART)
+    calls: dict[str, Callable[[], object]] = {
+        "check": store.check,
+        "head": lambda: store.head("rec"),
+        "list": lambda: list(store.list()),
+        "open_read": lambda: store.open_read("rec").__enter__(),
+        "put": lambda: put(store, "rec", b"x"),
+        "multipart": lambda: put(store, "rec", payload(PART + 1)),
+        "delete": lambda: store.delete_all_versions("rec"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(PermanentStorageError) as err:
+            call()
+        assert not isinstance(err.value, ObjectNotFoundError), name
+        assert "s3://rt-no-such-bucket" in str(err.value), name
+        assert "does not exist" in str(err.value), name
+        assert moto_s3.endpoint in str(err.value), name
+
+
+def test_server_down_is_a_transient_error() -> None:
+    port = free_port()  # nothing listens there
+    with dummy_aws_env():
+        client = make_s3_client(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1",
+                                addressing_style="path", max_attempts=2,
+                                connect_timeout=0.5, read_timeout=0.5)
+    store = S3ObjectStore("vault", "p", client=client, part_size=PART)
+    for call in (lambda: store.head("rec"), lambda: list(store.list()),
+                 lambda: put(store, "rec", b"x"), lambda: store.delete_all_versions("rec")):
+        with pytest.raises(TransientStorageError) as err:
+            call()
+        msg = str(err.value)
+        assert msg.startswith("s3://vault/p/")
+        assert f"127.0.0.1:{port}" in msg
+        assert "testing" not in msg  # the (dummy) credentials never appear
+
+
+@pytest.fixture
+def proxy(moto_s3: S3Server) -> Iterator[FaultProxy]:
+    p = FaultProxy(moto_s3.endpoint)
+    yield p
+    p.close()
+
+
+def test_503_is_retried_then_succeeds(proxy: FaultProxy, moto_s3: S3Server,
+                                      s3_client: Any) -> None:
+    bucket = moto_s3.bucket(client=s3_client)
+    with S3ObjectStore(bucket, client=s3_client).writer("rec") as w:
+        w.write(b"payload")
+    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint,
+                                                        max_attempts=3))
+    proxy.fail_next = 2
+    proxy.requests = 0
+    assert store.head("rec").size == 7
+    assert proxy.requests == 3  # two 503 SlowDown answers, then the real one
+    proxy.fail_next = 1  # each retry sleeps a random 0-2^n s: keep the test short
+    assert get(store, "rec") == b"payload"
+    assert proxy.requests == 5
+
+
+def test_503_beyond_the_attempts_is_a_transient_error(proxy: FaultProxy, moto_s3: S3Server,
+                                                      s3_client: Any) -> None:
+    bucket = moto_s3.bucket(client=s3_client)
+    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint,
+                                                        max_attempts=2))
+    proxy.fail_next = 100
+    with pytest.raises(TransientStorageError, match=r"SlowDown \(HTTP 503\)"):
+        list(store.list())
+    with pytest.raises(TransientStorageError, match="HTTP 503"):
+        store.delete_all_versions("rec")
+    proxy.status = 500
+    with pytest.raises(TransientStorageError, match="HTTP 500"):
+        put(store, "rec", b"x")
+    assert proxy.requests == 6
+
+
+def test_failed_part_aborts_the_upload(proxy: FaultProxy, moto_s3: S3Server,
+                                       s3_client: Any) -> None:
+    bucket = moto_s3.bucket(client=s3_client)
+    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint),
+                          part_size=PART)
+    proxy.fail_match, proxy.status = "partNumber=2", 500
+    with pytest.raises(TransientStorageError, match="HTTP 500"), store.writer("rec") as w:
+        w.write(payload(3 * PART))  # part 2 fails in a worker thread: seen on completion
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(ObjectNotFoundError):
+        store.head("rec")
+
+
+def test_a_writer_that_failed_cannot_complete(proxy: FaultProxy, moto_s3: S3Server,
+                                              s3_client: Any) -> None:
+    """Swallowing a part failure inside the block does not produce a short object."""
+    bucket = moto_s3.bucket(client=s3_client)
+    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint),
+                          part_size=PART, max_inflight_parts=1)
+    proxy.fail_match, proxy.status = "partNumber=2", 500
+    data = payload(PART)
+    with pytest.raises(StorageError, match="earlier request"), store.writer("rec") as w:
+        for _ in range(3):
+            w.write(data)
+        with pytest.raises(TransientStorageError):
+            w.write(b"x")  # submitting part 3 waits for part 2, which failed
+        with pytest.raises(StorageError, match="earlier request"):
+            w.write(b"y")
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(ObjectNotFoundError):
+        store.head("rec")
+
+
+def test_slow_server_is_a_transient_error(proxy: FaultProxy, moto_s3: S3Server,
+                                          s3_client: Any) -> None:
+    bucket = moto_s3.bucket(client=s3_client)
+    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint,
+                                                        max_attempts=1, read_timeout=0.3))
+    proxy.delay = 1.0
+    with pytest.raises(TransientStorageError, match="ReadTimeoutError"):
+        store.head("rec")
+
+
+# -- S3: memory ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_256_mib_upload_holds_a_few_parts_not_the_object(moto_s3: S3Server,
+                                                          s3_client: Any) -> None:
+    """tracemalloc peak while streaming 256 MiB: the part buffers (3 x 5 MiB), not 256."""
+    store = S3ObjectStore(moto_s3.bucket(client=s3_client), client=s3_client,
+                          part_size=PART, max_inflight_parts=2)
+    total = 256 * 1024 * 1024
+    block = bytearray(os.urandom(1024 * 1024))
+    parts: list[bytes] = []
+    part_md5 = hashlib.md5(usedforsecurity=False)
+    in_part = 0
+    tracemalloc.start()
+    try:
+        with store.writer("big.sealed") as w:
+            for i in range(total // len(block)):
+                block[:8] = i.to_bytes(8, "big")  # reused buffer, new content each time
+                view = memoryview(block)
+                w.write(view)
+                while view:  # the multipart ETag we expect, part by part
+                    n = min(len(view), PART - in_part)
+                    part_md5.update(view[:n])
+                    in_part += n
+                    view = view[n:]
+                    if in_part == PART:
+                        parts.append(part_md5.digest())
+                        part_md5, in_part = hashlib.md5(usedforsecurity=False), 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    if in_part:
+        parts.append(part_md5.digest())
+    want = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() + f"-{len(parts)}"
+    assert w.result.size == total
+    assert store.head("big.sealed").size == total
+    assert store.client.head_object(Bucket=store.bucket, Key="big.sealed")["ETag"] \
+        == f'"{want}"'
+    assert peak < 3 * PART + 16 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+    store.delete_all_versions("big.sealed")
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_parse_s3_url() -> None:
+    assert parse_s3_url("s3://vault") == ("vault", "")
+    assert parse_s3_url("s3://vault/a/b/") == ("vault", "a/b/")
+    with pytest.raises(ConfigError):
+        parse_s3_url("s3:///x")
+    with pytest.raises(ConfigError):
+        parse_s3_url("/tmp/x")
+
+
+def test_store_url_and_prefix(s3_client: Any) -> None:
+    assert S3ObjectStore.from_url("s3://vault", client=s3_client).url == "s3://vault"
+    store = S3ObjectStore.from_url("s3://vault/a/b/", client=s3_client)
+    assert (store.url, store.prefix) == ("s3://vault/a/b", "a/b/")
+
+
+@pytest.mark.parametrize("options", [
+    pytest.param({"part_size": PART - 1}, id="part-below-5MiB"),
+    pytest.param({"max_inflight_parts": 0}, id="no-inflight"),
+    pytest.param({"delete_batch": 1001}, id="batch-over-1000"),
+])
+def test_store_options_are_checked(s3_client: Any, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        S3ObjectStore("vault", client=s3_client, **options)
+
+
+@pytest.mark.parametrize("options", [
+    pytest.param({"addressing_style": "sideways"}, id="addressing-style"),
+    pytest.param({"retry_mode": "legacy"}, id="retry-mode"),
+    pytest.param({"max_attempts": 0}, id="attempts"),
+    pytest.param({"profile": "rt-no-such-profile"}, id="profile"),
+])
+def test_client_options_are_checked(options: dict[str, Any]) -> None:
+    with dummy_aws_env(), pytest.raises(ConfigError):
+        make_s3_client(**options)

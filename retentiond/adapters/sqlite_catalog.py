@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS recordings (
     due_at TEXT,
     deleted_at TEXT,
     proof_index INTEGER,
+    retain_until TEXT,
     proof_record BLOB,
     notes_sealed BLOB
 );
@@ -86,8 +87,10 @@ _RECORDING_COLUMNS = (
     "objection", "sample_score", "quarantine_reason", "declared_purpose", "size",
     "ciphertext_size", "plaintext_sha256", "ciphertext_sha256", "version_id", "kek_id",
     "inbox_pending", "delete_after", "delete_reason", "due_at", "deleted_at", "proof_index",
+    "retain_until",
 )
-_TIME_COLUMNS = {"recorded_at", "ingested_at", "delete_after", "due_at", "deleted_at"}
+_TIME_COLUMNS = {"recorded_at", "ingested_at", "delete_after", "due_at", "deleted_at",
+                 "retain_until"}
 # personal data wiped from a row once its recording is deleted (the tombstone keeps only
 # what the deletion record holds)
 _PERSONAL_COLUMNS = ("source", "call_id", "subject_ref", "agent", "notes_sealed",
@@ -141,19 +144,22 @@ class SQLiteCatalog:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as e:
+            except sqlite3.Error as e:
                 raise StorageError(f"{self.path}: catalog busy or unavailable: {e}") from None
             try:
                 yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback()
+                raise StorageError(f"{self.path}: catalog write failed: {e}") from None
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            else:
-                try:
-                    self._db.execute("COMMIT")
-                except sqlite3.DatabaseError as e:
-                    self._db.execute("ROLLBACK")
-                    raise StorageError(f"{self.path}: catalog commit failed: {e}") from None
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may already have rolled back (disk full...)
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -225,11 +231,12 @@ class SQLiteCatalog:
         """Forget an unfinished ingest: its row and its key (the plaintext is still in the
         inbox, so nothing is lost)."""
         with self._tx() as db:
-            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
-            db.execute(
+            cur = db.execute(
                 "DELETE FROM recordings WHERE id=? AND state=?",
                 (object_id, State.INGESTING.value),
             )
+            if cur.rowcount == 1:  # never a key whose recording got stored meanwhile
+                db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -313,12 +320,14 @@ class SQLiteCatalog:
         to append to the proof log (one transaction)."""
         sets = ", ".join(f"{c}=NULL" for c in _PERSONAL_COLUMNS)
         with self._tx() as db:
-            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
-            db.execute(
+            cur = db.execute(
                 f"UPDATE recordings SET {sets}, proof_record=?, deleted_at=? "  # noqa: S608
                 "WHERE id=? AND state=?",
                 (record, _ts(deleted_at), object_id, State.DELETING.value),
             )
+            if cur.rowcount != 1:
+                raise StorageError(f"catalog: recording {object_id} is not being deleted")
+            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
 
     def pending_proofs(self) -> list[tuple[str, bytes]]:
         """(id, record) of deletions whose key is destroyed but whose proof is not recorded."""

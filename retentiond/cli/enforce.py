@@ -16,8 +16,8 @@ from retentiond.cli.common import (
     table,
 )
 from retentiond.core.decide import Action
-from retentiond.core.model import LIVE_STATES
-from retentiond.errors import EXIT_OK, EXIT_WARNINGS, NotFoundError, UsageError
+from retentiond.errors import EXIT_OK, EXIT_WARNINGS
+from retentiond.service.holds import add_holds, remove_holds
 from retentiond.service.sweep import Sweeper
 
 
@@ -92,37 +92,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_ids(args: argparse.Namespace) -> None:
-    if not args.reason.strip():
-        raise UsageError("--reason must not be empty")
-
-
 def cmd_hold_add(args: argparse.Namespace) -> int:
-    _check_ids(args)
     app = app_from(args, need_signer=False)
-    actor, t = args.actor or actor_default(), now()
+    add_holds(app, args.ids, reason=args.reason, actor=args.actor or actor_default(), now=now())
     for object_id in args.ids:
-        rec = app.catalog.get(object_id)
-        if rec.state not in LIVE_STATES:
-            raise NotFoundError(f"recording {object_id} is {rec.state.value}: nothing to hold")
-    for object_id in args.ids:
-        app.catalog.add_hold(object_id, reason=args.reason, actor=actor, now=t)
-        app.audit.append(action="hold-add", actor=actor, reason=args.reason, now=t,
-                         object_id=object_id)
         print(f"held {object_id}")
     return 0
 
 
 def cmd_hold_remove(args: argparse.Namespace) -> int:
-    _check_ids(args)
     app = app_from(args, need_signer=False)
     actor, t = args.actor or actor_default(), now()
     code = 0
     for object_id in args.ids:
-        app.catalog.get(object_id)
-        n = app.catalog.remove_holds(object_id, reason=args.reason, actor=actor, now=t)
-        app.audit.append(action="hold-remove", actor=actor, reason=args.reason, now=t,
-                         object_id=object_id, details={"released": n})
+        n = remove_holds(app, object_id, reason=args.reason, actor=actor, now=t)
         print(f"released {n} hold(s) on {object_id}" if n else f"{object_id}: no active hold")
         code = code if n else EXIT_WARNINGS
     return code

@@ -57,6 +57,7 @@ class Classification:
     recorded_at: datetime
     declared_purpose: str | None
     quarantine_reason: str | None
+    retain_until: datetime | None
     call_id: str | None
     subject: str | None
     agent: str | None
@@ -96,13 +97,20 @@ def classify(
     purpose_name: str | None = None
     legal_basis = overrides.legal_basis or sc.legal_basis
 
+    rule = policy.classify(relpath=relpath, media=media)
+    # every purpose this recording could belong to, even if it ends in quarantine: the
+    # largest min_retention among them is a floor (a typo in a banking call's sidecar must
+    # not let it be deleted before its legal minimum)
+    candidates = [p for p in (declared, rule.purpose if rule else None)
+                  if p is not None and p in policy.purposes]
+    floors = [m.add_to(recorded_at) for p in candidates
+              if (m := policy.purposes[p].min_retention) is not None]
+    retain_until = max(floors) if floors else None
     if reason is None:
         if declared is not None:
             purpose_name = declared
-        else:
-            rule = policy.classify(relpath=relpath, media=media)
-            if rule is not None:
-                purpose_name = rule.purpose
+        elif rule is not None:
+            purpose_name = rule.purpose
         if purpose_name is None:
             reason = "no purpose: no sidecar purpose and no classify rule matched"
         elif purpose_name not in policy.purposes:
@@ -123,7 +131,8 @@ def classify(
     if reason is not None:
         return Classification(
             purpose=QUARANTINE, legal_basis=legal_basis, media=media, recorded_at=recorded_at,
-            declared_purpose=declared, quarantine_reason=reason, call_id=sc.call_id,
+            declared_purpose=declared, quarantine_reason=reason, retain_until=retain_until,
+            call_id=sc.call_id,
             subject=overrides.subject or sc.subject, agent=sc.agent, objection=sc.objection,
             notes=sc.notes,
         )
@@ -132,6 +141,7 @@ def classify(
     return Classification(
         purpose=purpose_name, legal_basis=legal_basis or purpose.legal_basis, media=media,
         recorded_at=recorded_at, declared_purpose=declared, quarantine_reason=None,
-        call_id=sc.call_id, subject=overrides.subject or sc.subject, agent=sc.agent,
-        objection=sc.objection, notes=sc.notes,
+        retain_until=retain_until, call_id=sc.call_id,
+        subject=overrides.subject or sc.subject, agent=sc.agent, objection=sc.objection,
+        notes=sc.notes,
     )

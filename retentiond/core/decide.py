@@ -12,7 +12,9 @@ Rules, in order (fail closed: anything unclear keeps the recording and says why)
    la conservation des enregistrements 6 mois, 5 ans dans le cas d'une preuve bancaire");
 3. a purpose missing from the policy in force: keep and report (never guess);
 4. ``min_retention`` pushes the date back: nothing is deleted before
-   recorded_at + min_retention, not even on objection;
+   recorded_at + min_retention, not even on objection. The floor is also fixed at ingest
+   (``retain_until``, the largest min_retention of every purpose the recording could
+   belong to), so neither a later policy edit nor quarantine can delete it earlier;
 5. a legal hold keeps the recording; past its date it is reported as held-overdue;
 6. due date reached -> delete, else keep.
 """
@@ -49,6 +51,15 @@ class Decision:
 
 def due_date(rec: Recording, *, policy: Policy) -> tuple[datetime | None, Reason | None, str]:
     """(due, reason, explanation) before holds; due is None when it cannot be computed."""
+    due, reason, why = _base_due(rec, policy=policy)
+    if due is not None and rec.retain_until is not None and due < rec.retain_until \
+            and rec.state is not State.DELETING:
+        due = rec.retain_until
+        why += "; minimum retention fixed at ingest keeps it until then"
+    return due, reason, why
+
+
+def _base_due(rec: Recording, *, policy: Policy) -> tuple[datetime | None, Reason | None, str]:
     if rec.state is State.DELETING and rec.delete_reason is not None:
         due = rec.due_at or rec.ingested_at
         return due, Reason(rec.delete_reason), "deletion already under way"

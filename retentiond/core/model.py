@@ -82,6 +82,9 @@ class Recording:
     due_at: datetime | None = None
     deleted_at: datetime | None = None
     proof_index: int | None = None
+    # floor fixed at ingest: recorded_at + the largest min_retention of any purpose the
+    # recording could belong to; no later policy or quarantine deletes it earlier
+    retain_until: datetime | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.recorded_at, "recorded_at")

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from retentiond.core.canonical import canonical_json, rfc3339, sha256_hex
-from retentiond.errors import AuditError, StorageError
+from retentiond.errors import AuditError, StorageError, UsageError
 
 GENESIS = "0" * 64
-_TAIL_BYTES = 64 * 1024  # one audit line is far below this
+MAX_TEXT_CHARS = 1024  # actor and reason; keeps every line far below _TAIL_BYTES
+_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class AuditLog:
         object_id: str | None = None, details: dict[str, Any] | None = None,
     ) -> str:
         """Append one entry durably; returns its hash."""
+        for name, value in (("actor", actor), ("reason", reason)):
+            if len(value) > MAX_TEXT_CHARS:
+                raise UsageError(f"{name}: at most {MAX_TEXT_CHARS} characters")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)

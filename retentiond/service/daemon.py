@@ -87,7 +87,7 @@ class PassReport:
 
     @property
     def has_warnings(self) -> bool:
-        bad = any(o.outcome in ("failed", "quarantined") for o in self.ingested)
+        bad = any(o.outcome != "stored" for o in self.ingested) or self.pending > 0
         return bad or (self.sweep is not None and self.sweep.has_warnings)
 
 
@@ -143,6 +143,11 @@ class Daemon:
     def run_once(self, *, wait: bool = True) -> PassReport:
         """Do all pending work: recover, ingest everything (waiting for files to settle when
         ``wait``), then one enforcement pass."""
+        app = self.app
+        with app.exclusive("daemon", wait=False):
+            return self._run_once(wait=wait)
+
+    def _run_once(self, *, wait: bool) -> PassReport:
         app = self.app
         self.ingestor.recover()
         outcomes: list[IngestOutcome] = []
@@ -223,6 +228,10 @@ class Daemon:
 
     def run_forever(self) -> int:
         """The daemon. Returns the exit code (0 after SIGTERM)."""
+        with self.app.exclusive("daemon", wait=False):
+            return self._run_forever()
+
+    def _run_forever(self) -> int:
         app = self.app
         watcher = InboxWatcher([Path(p) for p in app.settings.inbox], on_change=self._wake.set)
         watcher.start()
@@ -230,7 +239,6 @@ class Daemon:
                     ", ".join(app.settings.inbox), app.settings.vault, app.policy.name,
                     extra={"event": "daemon.started"})
         try:
-            self.ingestor.recover()
             sweep_at = app.clock.monotonic()  # sweep once at start-up
             while not self._stop:
                 if self._reload:
@@ -238,6 +246,7 @@ class Daemon:
                     self.reload()
                 next_file_in: float | None = None
                 try:
+                    self.ingestor.recover()  # cheap when there is nothing to repair
                     batch, next_file_in, _ = self.ingest_ready(now=app.clock.now())
                     if self._stop:
                         break

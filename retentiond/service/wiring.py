@@ -77,14 +77,17 @@ class App:
         self.catalog.close()
 
     @contextmanager
-    def exclusive(self, name: str, *, wait: bool = True) -> Iterator[None]:
-        """A cross-process lock ``state/<name>.lock`` (sweeps, proof-log appends)."""
+    def exclusive(self, name: str, *, wait: bool = True, shared: bool = False) -> Iterator[None]:
+        """A cross-process lock ``state/<name>.lock``: ``daemon`` (one daemon per setup),
+        ``sweep``, ``proof-log``, ``ingest`` (shared by ingests, exclusive for recovery).
+        The kernel releases it when the process dies, even by kill -9."""
         path = self.settings.state_dir / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise BusyError(f"{path}: another retentiond process holds this lock") from None
             yield

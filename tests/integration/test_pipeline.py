@@ -312,3 +312,31 @@ def test_hold_placed_during_a_pass_wins(app, clock):
     assert [i.outcome for i in report.items] == ["held-overdue"]
     assert app.catalog.get(o.object_id).state is State.ACTIVE
     assert len(_vault_files(app)) == 1 and app.proof_log.size() == 0
+
+
+def test_quarantined_banking_call_keeps_its_legal_minimum(app, clock):
+    """A typo in a banking call's sidecar quarantines it, but the banking/ rule's
+    min_retention (5 years) still applies: quarantine expiry cannot delete it earlier."""
+    path = _inbox(app) / "banking" / "order.wav"
+    make_wav(path)
+    path.with_name("order.wav.json").write_text('{"objecton": true}')
+    o = Ingestor(app).ingest(path, relpath="banking/order.wav", now=clock.now())
+    assert o.outcome == "quarantined"
+    clock.advance(timedelta(days=400))
+    assert Sweeper(app).sweep(now=clock.now()).items == ()
+    rec = app.catalog.get(o.object_id)
+    assert rec.retain_until is not None and rec.retain_until.year == clock.now().year + 4
+
+
+def test_policy_edit_cannot_lower_min_retention_fixed_at_ingest(short_setup, clock):
+    app = open_app(short_setup, clock)
+    _, _, o = _ingest(app, clock, purpose="banking-evidence")
+    app.close()
+    policy = short_setup / "policies" / "test.yaml"
+    policy.write_text(policy.read_text().replace("    retention: P5Y\n    min_retention: P5Y\n",
+                                                 "    retention: P6M\n"))
+    app = open_app(short_setup, clock)
+    assert app.policy.purposes["banking-evidence"].min_retention is None
+    clock.advance(timedelta(days=200))
+    assert Sweeper(app).sweep(now=clock.now()).items == ()
+    assert app.catalog.get(o.object_id).state is State.ACTIVE

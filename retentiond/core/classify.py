@@ -32,9 +32,9 @@ _MEDIA_BY_SUFFIX = {
 }
 
 
-def guess_media(name: str) -> str:
-    """Media from the file extension; audio when unknown (the sidecar's ``media`` wins)."""
-    return _MEDIA_BY_SUFFIX.get(PurePosixPath(name).suffix.lower(), "audio")
+def guess_media(name: str) -> str | None:
+    """Media from the file extension, None when unknown (the sidecar's ``media`` wins)."""
+    return _MEDIA_BY_SUFFIX.get(PurePosixPath(name).suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,15 @@ def classify(
     require_aware(now, "now")
     sc = sidecar or Sidecar()
     overrides = overrides or Overrides()
-    media = sc.media or guess_media(relpath)
+    guessed = sc.media or guess_media(relpath)
+    media = guessed or "unknown"
     recorded_at = overrides.recorded_at or sc.recorded_at or mtime
     declared = overrides.purpose or sc.purpose
     reason: str | None = sidecar_error
     purpose_name: str | None = None
     legal_basis = overrides.legal_basis or sc.legal_basis
 
-    rule = policy.classify(relpath=relpath, media=media)
+    rule = policy.classify(relpath=relpath, media=guessed)
     # every purpose this recording could belong to, even if it ends in quarantine: the
     # largest min_retention among them is a floor (a typo in a banking call's sidecar must
     # not let it be deleted before its legal minimum)
@@ -111,7 +112,10 @@ def classify(
             purpose_name = declared
         elif rule is not None:
             purpose_name = rule.purpose
-        if purpose_name is None:
+        if guessed is None:
+            reason = (f"unknown media: extension {PurePosixPath(relpath).suffix or '(none)'!r} "
+                      "is not a known audio/video/document type and the sidecar has no media")
+        elif purpose_name is None:
             reason = "no purpose: no sidecar purpose and no classify rule matched"
         elif purpose_name not in policy.purposes:
             reason = (

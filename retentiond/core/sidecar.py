@@ -69,8 +69,16 @@ def parse_sidecar(data: bytes, *, filename: str) -> Sidecar:
         raw = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{filename}: sidecar is not UTF-8 (byte {e.start})") from None
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        seen: dict[str, object] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise InputError(f"{filename}:{_line_of(raw, key)}: {key}: given twice")
+            seen[key] = value
+        return seen
+
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as e:
         raise InputError(f"{filename}:{e.lineno}: malformed JSON: {e.msg}") from None
     if not isinstance(obj, dict):

@@ -26,10 +26,10 @@ from types import FrameType
 from retentiond.adapters.fswatch import InboxWatcher
 from retentiond.adapters.localfs import InboxFile, scan_inbox
 from retentiond.core.decide import Action
-from retentiond.errors import RetentiondError
+from retentiond.errors import ConfigError, RetentiondError
 from retentiond.service.ingest import Ingestor, IngestOutcome
 from retentiond.service.sweep import Sweeper, SweepReport
-from retentiond.service.wiring import App, load_policy
+from retentiond.service.wiring import App, load_keys, load_policy
 from retentiond.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -200,19 +200,23 @@ class Daemon:
         """Re-read config, policies and keys; swap only if valid. Store locations (inbox,
         vault, proofs, catalog) are read at start-up: changing them needs a restart."""
         app = self.app
+        old = app.settings
         try:
-            settings = load_settings(app.settings.config_file)
+            settings = load_settings(old.config_file)
+            moved = [name for name in ("inbox", "vault", "proofs", "catalog", "state_dir",
+                                       "keys_dir", "proof_origin")
+                     if getattr(settings, name) != getattr(old, name)]
+            if moved:
+                raise ConfigError(f"{', '.join(moved)} changed: store locations and keys "
+                                  "need a restart")
             policy = load_policy(settings)
+            keys = load_keys(settings)
         except RetentiondError as e:
             app.metrics.errors.labels(stage="policy").inc()
             logger.error("reload refused, keeping the running configuration: %s", e,
                          extra={"event": "reload.refused"})
             return
-        app.policy = policy
-        app.settings = settings
-        reload_keys = getattr(app.keys, "reload", None)
-        if reload_keys is not None:
-            reload_keys()
+        app.policy, app.settings, app.keys = policy, settings, keys
         self.settler.settle = settings.settle_seconds
         self.settler.sidecar_wait = settings.sidecar_wait_seconds
         logger.info("reloaded: policy %s sha256 %s", policy.name, policy.sha256,

@@ -40,7 +40,7 @@ class PlanItem:
 @dataclass(frozen=True)
 class SweepItem:
     """One recording's fate in a pass. ``outcome``: deleted, would-delete, failed,
-    held-overdue."""
+    held-overdue, kept-unknown-purpose."""
 
     id: str
     purpose: str
@@ -62,7 +62,8 @@ class SweepReport:
 
     @property
     def has_warnings(self) -> bool:
-        return any(i.outcome in ("failed", "held-overdue") for i in self.items)
+        return any(i.outcome in ("failed", "held-overdue", "kept-unknown-purpose")
+                   for i in self.items)
 
 
 def deletion_record(
@@ -122,6 +123,10 @@ class Sweeper:
                 rec, d = plan.recording, plan.decision
                 if d.rule == "legal-hold-overdue":
                     items.append(SweepItem(rec.id, rec.purpose, "held-overdue", d.rule, d.due))
+                    continue
+                if d.rule == "unknown-purpose":  # kept (fail closed), but never silently
+                    items.append(SweepItem(rec.id, rec.purpose, "kept-unknown-purpose", d.rule,
+                                           None, error=d.reasons[0]))
                     continue
                 if d.action is not Action.DELETE or rec.id in pending:
                     continue

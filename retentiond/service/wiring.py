@@ -99,14 +99,19 @@ def load_policy(settings: Settings) -> Policy:
     return load_policy_dir(settings.policies)
 
 
+def load_keys(settings: Settings) -> KeyProvider:
+    """The configured key provider (validates every key file)."""
+    if settings.keys_provider != "file":
+        raise ConfigError(f"keys.provider: unknown provider {settings.keys_provider!r}")
+    return FileKeyProvider(settings.keys_dir)
+
+
 def build_app(
     settings: Settings, *, clock: Clock | None = None,
     registry: CollectorRegistry | None = None, need_signer: bool = True,
 ) -> App:
     """Open stores, keys, policy and logs. Raises ConfigError / StorageError."""
-    if settings.keys_provider != "file":
-        raise ConfigError(f"keys.provider: unknown provider {settings.keys_provider!r}")
-    keys = FileKeyProvider(settings.keys_dir)
+    keys = load_keys(settings)
     verifier = load_verifier(settings.keys_dir / VERIFIER_KEY_FILE)
     signer = (
         NoteSigner.from_text(read_secret_file(settings.keys_dir / SIGNING_KEY_FILE))

@@ -35,6 +35,8 @@ def test_full_sidecar_parses():
         pytest.param(b'{"purpose": "quality",\n\n  "agent": }', "a.json:3: malformed JSON",
                      id="malformed-json-line"),
         pytest.param(b'["quality"]', "must be a JSON object", id="not-object"),
+        pytest.param(b'{"objection": true,\n "objection": false}', "a.json:1: objection: given twice",
+                     id="duplicate-key"),
         pytest.param(b'\xff\xfe', "not UTF-8", id="not-utf8"),
         pytest.param(b'{"purpose": "   "}', "must not be empty", id="blank"),
         pytest.param(b'{"notes": "' + b"x" * 70000 + b'"}', "limit", id="too-big"),

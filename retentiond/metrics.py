@@ -45,7 +45,7 @@ class _BacklogCollector(Collector):
         yield objects
         yield GaugeMetricFamily(
             "retentiond_objects_overdue",
-            "Recordings past their deletion date and still stored (held ones included)",
+            "Recordings past their deletion date and still stored, not counting held ones",
             value=b.overdue,
         )
         yield GaugeMetricFamily(

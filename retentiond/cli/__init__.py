@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     if not getattr(args, "daemon_logging", False):
-        setup_logging(level=os.environ.get("RETENTIOND_LOG_LEVEL", "warning"))
+        setup_logging(level=os.environ.get("RETENTIOND_LOG_LEVEL", "error"))
     try:
         return int(args.func(args))
     except RetentiondError as e:

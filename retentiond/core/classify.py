@@ -12,7 +12,7 @@ formation").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
 from retentiond.core.model import QUARANTINE, require_aware
@@ -20,6 +20,9 @@ from retentiond.core.policy import Policy
 from retentiond.core.sidecar import Sidecar
 
 MAX_CLOCK_SKEW = timedelta(days=1)  # recorded_at further in the future than this: quarantine
+# earlier than this is a recorder clock reset (epoch), not a real call: quarantine rather
+# than delete at once
+EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
 
 _MEDIA_BY_SUFFIX = {
     **dict.fromkeys(
@@ -131,6 +134,8 @@ def classify(
                 )
         if reason is None and recorded_at > now + MAX_CLOCK_SKEW:
             reason = "recorded_at is more than one day in the future (clock trouble?)"
+        if reason is None and recorded_at < EARLIEST_PLAUSIBLE:
+            reason = "recorded_at is before 2000 (recorder clock reset?)"
 
     if reason is not None:
         return Classification(

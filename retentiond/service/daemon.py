@@ -103,6 +103,7 @@ class Daemon:
         self._stop = False
         self._reload = False
         self._sleep = sleep
+        self.inbox_errors = 0
 
     # -- one pass ---------------------------------------------------------------------
 
@@ -111,6 +112,7 @@ class Daemon:
         for root in self.app.settings.inbox:
             root_path = Path(root)
             if not root_path.is_dir():
+                self.inbox_errors += 1
                 self.app.metrics.errors.labels(stage="watch").inc()
                 logger.error("inbox %s is not a folder", root, extra={"event": "inbox.missing"})
                 continue
@@ -166,7 +168,7 @@ class Daemon:
                 break
             self._pause(min(next_in, MAX_SLEEP_SECONDS) + 0.05)
         report = self.sweeper.sweep(now=app.clock.now())
-        return PassReport(tuple(outcomes), report, pending)
+        return PassReport(tuple(outcomes), report, pending + self.inbox_errors)
 
     def _pause(self, seconds: float) -> None:
         if self._sleep is not None:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import retentiond
+from retentiond.adapters.localfs_proofs import FileProofStore
 from retentiond.clock import SystemClock
 from retentiond.crypto.keys import create_key_files
-from retentiond.crypto.signing import NoteVerifier, generate_signing_key
+from retentiond.crypto.signing import NoteSigner, NoteVerifier, generate_signing_key
 from retentiond.errors import ConfigError, StorageError
+from retentiond.service.prooflog import ProofLog
 from retentiond.service.wiring import SIGNING_KEY_FILE, VERIFIER_KEY_FILE
 
 CONFIG_NAME = "retentiond.yaml"
@@ -115,6 +117,11 @@ def init_setup(folder: Path) -> InitResult:
         if not config.exists():
             _write_new(config, CONFIG_TEMPLATE.format(origin=origin), 0o644)
             created.append(config)
+        if not (folder / "proofs" / "checkpoint").exists():  # an empty, verifiable log
+            signer = NoteSigner.from_text(skey.read_text(encoding="utf-8").strip())
+            ProofLog(FileProofStore(folder / "proofs"), origin=origin,
+                     verifier=signer.verifier(), signer=signer).initialize()
+            created.append(folder / "proofs" / "checkpoint")
     except OSError as e:
         raise StorageError(f"{folder}: cannot create setup: {e.strerror} ({e.filename})") from None
     return InitResult(config=config, created=tuple(created), verifier_key=vkey)

@@ -227,8 +227,10 @@ def compute_backlog(app: App, *, now: datetime) -> Backlog:
     for item in Sweeper(app).plan(at=now):
         d = item.decision
         if d.due is not None and d.due <= now:
-            overdue += 1
-            held_overdue += d.rule == "legal-hold-overdue"
+            if d.rule == "legal-hold-overdue":
+                held_overdue += 1
+            else:
+                overdue += 1
         elif d.due is not None and d.rule == "not-due":
             next_due = d.due if next_due is None else min(next_due, d.due)
     try:

@@ -111,12 +111,22 @@ def build_app(
     registry: CollectorRegistry | None = None, need_signer: bool = True,
 ) -> App:
     """Open stores, keys, policy and logs. Raises ConfigError / StorageError."""
+    for key, location in (("vault", settings.vault), ("proofs", settings.proofs)):
+        if not Path(location).is_dir():  # a typo must not silently start an empty store
+            raise ConfigError(f"{settings.config_file}: {key}: {location} is not a folder "
+                              "(create it, or fix the path)")
     keys = load_keys(settings)
     verifier = load_verifier(settings.keys_dir / VERIFIER_KEY_FILE)
     signer = (
         NoteSigner.from_text(read_secret_file(settings.keys_dir / SIGNING_KEY_FILE))
         if need_signer else None
     )
+    if verifier.name != settings.proof_origin:
+        raise ConfigError(
+            f"{settings.config_file}: proof_log.origin: {settings.proof_origin!r} differs from "
+            f"the signing key's name {verifier.name!r}; they must be equal (the log's origin "
+            "is fixed when its key is made)"
+        )
     policy = load_policy(settings)
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -245,3 +245,33 @@ def test_corrupt_ciphertext_and_wrong_key_exit_6(short_setup, tmp_path):
     assert p.returncode == 6, p.stderr
     assert line[2] not in p.stderr
     _no_traceback(p)
+
+
+def test_fresh_setup_proof_log_verifies_empty(setup_dir):
+    p = run_cli("proof", "verify", setup=setup_dir)
+    assert p.returncode == 0 and "0 entries" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(("vault: vault/", "vault: vualt/"), "vault: ", id="vault-typo"),
+        pytest.param(("origin: retentiond.local/", "origin: example.com/"),
+                     "differs from the signing key's name", id="origin-edited"),
+    ],
+)
+def test_config_mistakes_refused_before_any_work(setup_dir, edit, message):
+    config = setup_dir / "retentiond.yaml"
+    config.write_text(config.read_text().replace(*edit))
+    p = run_cli("run", "--once", setup=setup_dir)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert not (setup_dir / "vualt").exists()
+
+
+def test_epoch_recording_is_quarantined_not_deleted(short_setup, tmp_path):
+    src = tmp_path / "e.wav"
+    make_wav(src)
+    write_sidecar(src, purpose="quality", recorded_at="1970-01-01T00:00:00Z")
+    assert run_cli("ingest", str(src), setup=short_setup).returncode == 1
+    rows = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)
+    assert rows[0]["state"] == "quarantined" and "before 2000" in rows[0]["quarantine_reason"]

@@ -39,6 +39,7 @@ from retentiond.core.model import QUARANTINE, Recording, State
 from retentiond.core.sidecar import Sidecar, parse_sidecar
 from retentiond.crypto.envelope import new_data_key, seal_bytes, seal_stream
 from retentiond.errors import (
+    BusyError,
     InputError,
     IntegrityError,
     ObjectNotFoundError,
@@ -180,7 +181,20 @@ class Ingestor:
     # -- crash recovery ---------------------------------------------------------------
 
     def recover(self) -> int:
-        """Finish or undo ingests a crash interrupted. Returns how many were repaired."""
+        """Finish or undo ingests a crash interrupted. Returns how many were repaired.
+
+        Runs only when no ingest is under way in any process (exclusive ``ingest`` lock,
+        which every ingest holds shared): an ``ingesting`` row is then certainly orphaned.
+        """
+        try:
+            with self.app.exclusive("ingest", wait=False):
+                return self._recover()
+        except BusyError:
+            logger.debug("an ingest is under way elsewhere; recovery postponed",
+                         extra={"event": "ingest.recover_postponed"})
+            return 0
+
+    def _recover(self) -> int:
         app = self.app
         repaired = 0
         for rec in app.catalog.query(states=[State.INGESTING]):
@@ -233,7 +247,7 @@ class Ingestor:
         except OSError as e:
             app.metrics.errors.labels(stage="ingest").inc()
             return IngestOutcome(source, "failed", message=f"{path}: cannot open: {e.strerror}")
-        with os.fdopen(fd, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh, app.exclusive("ingest", shared=True):
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -362,7 +376,7 @@ class Ingestor:
             subject_ref=keys.pseudonym(cls.subject) if cls.subject else None,
             agent=cls.agent, objection=cls.objection,
             quarantine_reason=cls.quarantine_reason, declared_purpose=cls.declared_purpose,
-            kek_id=kek_id,
+            kek_id=kek_id, retain_until=cls.retain_until,
         )
 
     def _verify_vault_copy(self, key: str, size: int, sha256: str) -> None:

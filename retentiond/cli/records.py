@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,8 @@ from retentiond.core.classify import Overrides
 from retentiond.core.decide import decide
 from retentiond.core.model import LEGAL_BASES, LIVE_STATES, State
 from retentiond.errors import (
-    EXIT_BAD_INPUT,
     EXIT_NOT_FOUND,
     EXIT_OK,
-    EXIT_STORAGE,
-    EXIT_WARNINGS,
     InputError,
     UsageError,
 )
@@ -82,21 +80,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     ingestor = Ingestor(app)
     ingestor.recover()
     code = EXIT_OK
+    inboxes = [Path(p) for p in app.settings.inbox]
     for path in args.files:
-        if not path.is_file():
-            print(f"failed       -                                {path}  (not a regular file)")
-            code = max(code, EXIT_NOT_FOUND)
-            continue
-        o = ingestor.ingest(path.resolve(), relpath=path.name, overrides=overrides, now=t)
+        root, relpath = _locate(Path(os.path.abspath(path)), inboxes)
+        o = ingestor.ingest(root, relpath, overrides=overrides, now=t)
         print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
               + (f"  ({o.message})" if o.message else ""))
-        if o.outcome == "quarantined":
-            code = max(code, EXIT_WARNINGS)
-        elif o.outcome == "failed":
-            code = max(code, EXIT_STORAGE if "storage" in o.message else EXIT_BAD_INPUT)
-        elif o.outcome in ("busy", "changed"):
-            code = max(code, EXIT_WARNINGS)
+        code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
     return code
+
+
+def _locate(path: Path, inboxes: list[Path]) -> tuple[Path, str]:
+    """A file inside a configured inbox is classified by its inbox-relative path, exactly as
+    the watcher would (path rules such as ``banking/``); any other file by its name."""
+    for inbox in inboxes:
+        if path.is_relative_to(inbox):
+            return inbox, path.relative_to(inbox).as_posix()
+    return path.parent, path.name
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

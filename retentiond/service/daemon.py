@@ -6,10 +6,10 @@ and policies and swaps them only if they are valid.
 
 Readiness of an inbox file: its size, mtime and sidecar must stay unchanged for
 ``ingest.settle_seconds``; then it is ingested at once if its sidecar is there, otherwise
-once it is ``ingest.sidecar_wait_seconds`` old (a recording without sidecar is classified
-by the policy's rules, or quarantined). A full scan runs at start-up (files dropped while
-the daemon was stopped) and every ``reconcile.interval_seconds``; watchdog events make new
-files visible at once in between.
+once retentiond has seen it for ``ingest.sidecar_wait_seconds`` (a recording without
+sidecar is classified by the policy's rules, or quarantined). A full scan runs at
+start-up (files dropped while the daemon was stopped) and at least every minute;
+watchdog events make new files visible at once in between.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ class Settler:
             else:
                 first = prev[1]
             stable_for = mono - first
-            age = max(stable_for, (now - f.mtime).total_seconds())
+            # observed time only: an mtime preserved by `cp -p` or rsync says nothing about
+            # whether the sidecar is still on its way
+            age = stable_for
             if stable_for < self.settle:
                 wait = self.settle - stable_for
             elif f.sidecar is not None or age >= self.sidecar_wait:
@@ -130,7 +132,7 @@ class Daemon:
             if self._stop:
                 break
             try:
-                outcome = self.ingestor.ingest(f.path, relpath=f.relpath, now=now)
+                outcome = self.ingestor.ingest(f.root, f.relpath, now=now)
             except Exception:  # a bug must not stop the other recordings
                 self.app.metrics.errors.labels(stage="ingest").inc()
                 logger.exception("unexpected failure ingesting %s; left in place", f.path,

@@ -18,13 +18,13 @@ back (their plaintext is still in the inbox and will be ingested again), rows wi
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import logging
 import os
 import queue
 import secrets
-import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,13 +32,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from retentiond.adapters.localfs import SIDECAR_SUFFIX, fsync_dir
+from retentiond.adapters.localfs import (
+    SIDECAR_SUFFIX,
+    Identity,
+    open_dir_beneath,
+    open_regular,
+    read_small,
+    unlink_if_same,
+)
 from retentiond.core.classify import Classification, Overrides, classify
 from retentiond.core.decide import due_date
 from retentiond.core.model import QUARANTINE, Recording, State
-from retentiond.core.sidecar import Sidecar, parse_sidecar
+from retentiond.core.sidecar import MAX_SIDECAR_BYTES, Sidecar, parse_sidecar
 from retentiond.crypto.envelope import new_data_key, seal_bytes, seal_stream
 from retentiond.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_WARNINGS,
     BusyError,
     InputError,
     IntegrityError,
@@ -67,6 +77,7 @@ class IngestOutcome:
     object_id: str | None = None
     purpose: str | None = None
     message: str = ""
+    exit_code: int = EXIT_WARNINGS  # what `retentiond ingest` exits with for this file
 
 
 def vault_key(object_id: str) -> str:
@@ -152,26 +163,6 @@ def _sha256_stream(fh: BinaryIO) -> tuple[int, str]:
     return total, h.hexdigest()
 
 
-def _sha256_file(path: Path) -> str | None:
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            return _sha256_stream(cast(BinaryIO, fh))[1]
-    except FileNotFoundError:
-        return None
-
-
-def _unlink_durably(*paths: Path) -> None:
-    parents = set()
-    for p in paths:
-        try:
-            p.unlink()
-            parents.add(p.parent)
-        except FileNotFoundError:
-            continue
-    for parent in parents:
-        fsync_dir(parent)
-
-
 class Ingestor:
     """Ingests files through the one path shared by the watcher and ``retentiond ingest``."""
 
@@ -219,83 +210,130 @@ class Ingestor:
         return repaired
 
     def _remove_stored_plaintext(self, rec: Recording) -> None:
+        """After a crash between catalog commit and unlink: remove the plaintext if it is
+        the very content that was stored, and its sidecar with it."""
         src = Path(rec.source)
-        digest = _sha256_file(src)
-        if digest == rec.plaintext_sha256:
-            _unlink_durably(src, src.with_name(src.name + SIDECAR_SUFFIX))
-        elif digest is not None:
-            logger.warning(
-                "%s differs from the stored recording %s; left for ingest as a new file",
-                src, rec.id, extra={"event": "ingest.source_changed", "object_id": rec.id},
-            )
+        try:
+            dfd = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            self.app.catalog.clear_inbox_pending(rec.id)
+            return
+        try:
+            identity, digest = None, None
+            try:
+                fd, st = open_regular(src.name, dir_fd=dfd)
+                identity = Identity.of(st)
+                with os.fdopen(fd, "rb", buffering=0) as fh:
+                    digest = _sha256_stream(cast(BinaryIO, fh))[1]
+            except (OSError, StorageError):
+                pass
+            if digest is not None and digest != rec.plaintext_sha256:
+                logger.warning("a different file now has the name of stored recording %s; "
+                               "left for ingest as a new file", rec.id,
+                               extra={"event": "ingest.source_changed", "object_id": rec.id})
+            else:
+                if identity is not None:
+                    unlink_if_same(src.name, identity, dir_fd=dfd)
+                sidecar = read_small(src.name + SIDECAR_SUFFIX, dir_fd=dfd,
+                                     limit=MAX_SIDECAR_BYTES)
+                if sidecar is not None:  # it held caller data: it goes with its recording
+                    unlink_if_same(src.name + SIDECAR_SUFFIX, sidecar[1], dir_fd=dfd)
+        finally:
+            os.close(dfd)
         self.app.catalog.clear_inbox_pending(rec.id)
 
     # -- the ingest path --------------------------------------------------------------
 
     def ingest(
-        self, path: Path, *, relpath: str | None = None, overrides: Overrides = NO_OVERRIDES,
+        self, root: Path, relpath: str, *, overrides: Overrides = NO_OVERRIDES,
         now: datetime,
     ) -> IngestOutcome:
-        """Ingest one file. Expected failures come back as an outcome, never raised."""
+        """Ingest ``root/relpath``. Nothing below ``root`` is followed if it is a symlink.
+        Expected failures come back as an outcome, never raised."""
         app = self.app
         started = app.clock.monotonic()
+        path = root / relpath
         source = str(path)
+        reldir, _, name = relpath.rpartition("/")
+        dfd = fd = -1
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            dfd = open_dir_beneath(root, reldir)
+            fd, before = open_regular(name, dir_fd=dfd)
         except FileNotFoundError:
-            return IngestOutcome(source, "failed", message=f"{path}: file not found")
-        except OSError as e:
+            if dfd >= 0:
+                os.close(dfd)
+            return IngestOutcome(source, "gone", message=f"{path}: no such file")
+        except (OSError, StorageError) as e:
+            if dfd >= 0:
+                os.close(dfd)
+            why = "a symbolic link (refused)" if isinstance(e, OSError) and \
+                e.errno == errno.ELOOP else getattr(e, "strerror", None) or str(e)
             app.metrics.errors.labels(stage="ingest").inc()
-            return IngestOutcome(source, "failed", message=f"{path}: cannot open: {e.strerror}")
-        with os.fdopen(fd, "rb") as fh, app.exclusive("ingest", shared=True):
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return IngestOutcome(source, "busy", message=f"{path}: being ingested elsewhere")
-            before = os.fstat(fh.fileno())
-            if not stat.S_ISREG(before.st_mode):
-                return IngestOutcome(source, "failed", message=f"{path}: not a regular file")
-            if before.st_nlink > 1:
-                logger.warning(
-                    "%s has %d hard links: only this name is removed after ingest; the "
-                    "plaintext stays reachable through the others", path, before.st_nlink,
-                    extra={"event": "ingest.hard_links"},
-                )
-            try:
-                outcome = self._ingest_open(
-                    fh, path=path, relpath=relpath or path.name, before=before,
-                    overrides=overrides, now=now,
-                )
-            except RetentiondError as e:
-                app.metrics.errors.labels(stage="ingest").inc()
-                app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
-                logger.error("ingest of %s failed: %s", path, e,
-                             extra={"event": "ingest.failed"})
-                return IngestOutcome(source, "failed", message=str(e))
+            return IngestOutcome(source, "failed", message=f"{path}: {why}",
+                                 exit_code=EXIT_BAD_INPUT)
+        try:
+            with os.fdopen(fd, "rb") as fh, app.exclusive("ingest", shared=True):
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return IngestOutcome(source, "busy",
+                                         message=f"{path}: being ingested elsewhere")
+                if not self._same_file(name, dfd, Identity.of(os.fstat(fh.fileno()))):
+                    return IngestOutcome(source, "gone", message=f"{path}: already taken")
+                if before.st_nlink > 1:
+                    logger.warning(
+                        "inbox file has %d hard links: only this name is removed after "
+                        "ingest; the plaintext stays reachable through the others",
+                        before.st_nlink, extra={"event": "ingest.hard_links"},
+                    )
+                try:
+                    outcome = self._ingest_open(
+                        fh, path=path, dir_fd=dfd, name=name, relpath=relpath,
+                        before=before, overrides=overrides, now=now,
+                    )
+                except RetentiondError as e:
+                    app.metrics.errors.labels(stage="ingest").inc()
+                    app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
+                    logger.error("ingest failed: %s", e, extra={"event": "ingest.failed"})
+                    return IngestOutcome(source, "failed", message=str(e),
+                                         exit_code=e.exit_code)
+        finally:
+            os.close(dfd)
         if outcome.outcome in ("stored", "quarantined"):
             app.metrics.ingest_duration.observe(app.clock.monotonic() - started)
         return outcome
 
-    def _read_sidecar(self, path: Path) -> tuple[Sidecar | None, str | None]:
-        sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    @staticmethod
+    def _same_file(name: str, dir_fd: int, identity: Identity) -> bool:
         try:
-            data = sidecar.read_bytes()
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
-            return None, None
-        except OSError as e:
-            return None, f"{sidecar}: cannot read sidecar: {e.strerror}"
+            return False
+        return Identity.of(st) == identity
+
+    def _read_sidecar(
+        self, name: str, *, dir_fd: int
+    ) -> tuple[Sidecar | None, str | None, Identity | None]:
         try:
-            return parse_sidecar(data, filename=str(sidecar)), None
+            got = read_small(name + SIDECAR_SUFFIX, dir_fd=dir_fd, limit=MAX_SIDECAR_BYTES)
+        except (OSError, StorageError) as e:
+            return None, f"sidecar: cannot read: {getattr(e, 'strerror', None) or e}", None
+        if got is None:
+            return None, None, None
+        data, identity = got
+        try:
+            # the sidecar's own name may carry the caller's number: errors say "sidecar"
+            return parse_sidecar(data, filename="sidecar"), None, identity
         except InputError as e:
-            return None, str(e)
+            return None, str(e), identity
 
     def _ingest_open(
-        self, fh: object, *, path: Path, relpath: str, before: os.stat_result,
-        overrides: Overrides, now: datetime,
+        self, fh: BinaryIO, *, path: Path, dir_fd: int, name: str, relpath: str,
+        before: os.stat_result, overrides: Overrides, now: datetime,
     ) -> IngestOutcome:
         app = self.app
         policy = app.policy
-        sidecar, sidecar_error = self._read_sidecar(path)
+        sidecar, sidecar_error, sidecar_id = self._read_sidecar(name, dir_fd=dir_fd)
         if sidecar_error is not None:
             logger.warning("%s", sidecar_error, extra={"event": "ingest.bad_sidecar"})
         cls = classify(
@@ -318,21 +356,20 @@ class Ingestor:
         try:
             with app.vault.writer(rec.location, metadata={}, tags={}) as w:
                 sealed = seal_stream(
-                    fh,  # type: ignore[arg-type]
-                    w, data_key=data_key, object_id=object_id, purpose=cls.purpose,
+                    fh, w, data_key=data_key, object_id=object_id, purpose=cls.purpose,
                 )
                 crashpoint("ingest.before_vault_commit")
             put = w.result
             crashpoint("ingest.after_vault_write")
             self._verify_vault_copy(rec.location, sealed.ciphertext_size,
                                     sealed.ciphertext_sha256)
-            after = os.stat(path, follow_symlinks=False)
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (
+            if not self._same_file(name, dir_fd, Identity.of(before)) or (
                 sealed.plaintext_size != before.st_size
             ):
                 self._undo(rec)
                 return IngestOutcome(str(path), "changed",
-                                     message=f"{path}: changed while being ingested; retried later")
+                                     message=f"{path}: changed while being ingested; "
+                                     "retried later")
             score_input = cls.call_id if cls.call_id else f"sha256:{sealed.plaintext_sha256}"
             stored = dataclasses.replace(rec, sample_score=app.keys.sample_score(score_input))
             due, _, _ = due_date(stored, policy=policy)
@@ -348,21 +385,28 @@ class Ingestor:
             self._undo(rec)
             raise
         crashpoint("ingest.after_mark_stored")
-        _unlink_durably(path, path.with_name(path.name + SIDECAR_SUFFIX))
+        unlink_if_same(name, Identity.of(before), dir_fd=dir_fd)
+        if sidecar_id is not None and not unlink_if_same(name + SIDECAR_SUFFIX, sidecar_id,
+                                                         dir_fd=dir_fd):
+            logger.warning("the sidecar of %s changed after it was read; left in the inbox",
+                           object_id, extra={"event": "ingest.sidecar_changed",
+                                             "object_id": object_id})
         crashpoint("ingest.after_unlink")
         app.catalog.clear_inbox_pending(object_id)
         outcome = "quarantined" if cls.quarantined else "stored"
         label = QUARANTINE if cls.quarantined else cls.purpose
         app.metrics.ingested.labels(purpose=label, outcome=outcome).inc()
         app.metrics.ingest_bytes.inc(sealed.plaintext_size)
+        # logs name the object id, never the inbox file name (it may hold a phone number)
         if cls.quarantined:
-            logger.warning("quarantined %s as %s: %s", path, object_id, cls.quarantine_reason,
+            logger.warning("quarantined %s: %s", object_id, cls.quarantine_reason,
                            extra={"event": "ingest.quarantined", "object_id": object_id})
         else:
-            logger.info("stored %s as %s (%s)", path, object_id, cls.purpose,
+            logger.info("stored %s (%s)", object_id, cls.purpose,
                         extra={"event": "ingest.stored", "object_id": object_id})
         return IngestOutcome(str(path), outcome, object_id, label,
-                             cls.quarantine_reason or "")
+                             cls.quarantine_reason or "",
+                             exit_code=EXIT_WARNINGS if cls.quarantined else EXIT_OK)
 
     def _new_record(
         self, cls: Classification, *, object_id: str, source: str, now: datetime, kek_id: str

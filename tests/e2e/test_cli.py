@@ -166,7 +166,7 @@ def test_malformed_sidecar_through_cli_quarantines_with_warning(short_setup, tmp
     src.with_name("m.wav.json").write_text('{"purpose": "quality",\n  "agent": }')
     p = run_cli("ingest", str(src), setup=short_setup)
     assert p.returncode == 1, p.stderr
-    assert "m.wav.json:2: malformed JSON" in p.stdout
+    assert "m.wav  (sidecar:2: malformed JSON" in p.stdout
     rows = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)
     assert rows[0]["state"] == "quarantined"
 

@@ -41,7 +41,7 @@ def _ingest(app, clock, name="call.wav", seed=0, **sidecar):
     if sidecar:
         sidecar.setdefault("recorded_at", clock.now().isoformat())
         write_sidecar(path, **sidecar)
-    outcome = Ingestor(app).ingest(path, relpath=name, now=clock.now())
+    outcome = Ingestor(app).ingest(_inbox(app), name, now=clock.now())
     return path, data, outcome
 
 
@@ -127,10 +127,10 @@ def test_unclassifiable_and_malformed_are_quarantined_not_lost(app, clock):
     p2 = _inbox(app) / "b.wav"
     make_wav(p2, seed=2)
     p2.with_name("b.wav.json").write_text('{"purpose": "quality",\n "objecton": true}')
-    o2 = Ingestor(app).ingest(p2, relpath="b.wav", now=clock.now())
+    o2 = Ingestor(app).ingest(_inbox(app), "b.wav", now=clock.now())
     _, _, o3 = _ingest(app, clock, "c.wav", seed=3, purpose="marketing")
     _, _, o4 = _ingest(app, clock, "d.mp4", seed=4, purpose="quality", media="screen")
-    for o, why in ((o1, "no purpose"), (o2, "b.wav.json:2: objecton: unknown field"),
+    for o, why in ((o1, "no purpose"), (o2, "sidecar:2: objecton: unknown field"),
                    (o3, "unknown purpose 'marketing'"), (o4, "media 'screen'")):
         assert o.outcome == "quarantined"
         rec = app.catalog.get(o.object_id)
@@ -236,7 +236,7 @@ def test_file_changing_during_ingest_is_retried(app, clock):
         return real(*a, **kw)
 
     ing._verify_vault_copy = append_then_verify
-    o = ing.ingest(path, relpath="growing.wav", now=clock.now())
+    o = ing.ingest(_inbox(app), "growing.wav", now=clock.now())
     assert o.outcome == "changed"
     assert path.exists() and _vault_files(app) == []
     assert app.catalog.query() == [] and app.catalog.key_ids() == set()
@@ -277,7 +277,7 @@ def test_vault_copy_unlike_what_was_written_fails_the_ingest(
         return real_open(key)
 
     monkeypatch.setattr(app.vault, "open_read", open_damaged)
-    o = Ingestor(app).ingest(path, relpath="long.wav", overrides=Overrides(purpose="training"),
+    o = Ingestor(app).ingest(path.parent, "long.wav", overrides=Overrides(purpose="training"),
                              now=clock.now())
     assert o.outcome == "failed" and message in o.message, o
     assert path.exists() and _vault_files(app) == []
@@ -320,7 +320,7 @@ def test_quarantined_banking_call_keeps_its_legal_minimum(app, clock):
     path = _inbox(app) / "banking" / "order.wav"
     make_wav(path)
     path.with_name("order.wav.json").write_text('{"objecton": true}')
-    o = Ingestor(app).ingest(path, relpath="banking/order.wav", now=clock.now())
+    o = Ingestor(app).ingest(_inbox(app), "banking/order.wav", now=clock.now())
     assert o.outcome == "quarantined"
     clock.advance(timedelta(days=400))
     assert Sweeper(app).sweep(now=clock.now()).items == ()

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep call recordings only as long as the law allows, encrypted, "
         "and prove every deletion.",
         epilog="Exit codes: 0 ok, 1 warnings, 2 usage/config, 3 not found, 4 bad input, "
-        "5 storage, 6 integrity, 7 proof log, 8 audit log, 9 refused, 10 busy.",
+        "5 storage, 6 integrity, 7 proof log, 8 audit log, 9 refused, 10 busy, 70 internal error.",
     )
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: $RETENTIOND_CONFIG, "

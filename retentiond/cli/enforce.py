@@ -61,9 +61,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             extra = f" proof #{i.proof_index}" if i.proof_index is not None else ""
             extra += f" ({i.error})" if i.error else ""
             print(f"{i.outcome:13} {i.id} {i.purpose} {i.rule} due {iso(i.due)}{extra}")
-        print(f"{report.count('deleted')} deleted, {report.count('would-delete')} would be "
-              f"deleted, {report.count('failed')} failed, {report.count('held-overdue')} "
-              "held past their date")
+        done = ("would-delete", "would be deleted") if report.dry_run else ("deleted", "deleted")
+        print(f"{report.count(done[0])} {done[1]}, {report.count('failed')} failed, "
+              f"{report.count('held-overdue')} held past their date, "
+              f"{report.count('kept-unknown-purpose')} kept for an unknown purpose")
     return EXIT_WARNINGS if report.has_warnings else EXIT_OK
 
 

@@ -4,7 +4,7 @@ The construction is the nonce-based online AE "STREAM" of Hoang, Reyhanitabar, R
 Vizár (CRYPTO 2015), the same shape as Tink's streaming AEAD: every segment is an
 independent AES-256-GCM message whose nonce carries the segment's position and whether it
 is the last one, so flipping, truncating, extending, reordering or duplicating segments
-all fail authentication. Segments verify one by one, so memory stays bounded (three
+all fail authentication. Segments verify one by one, so memory stays bounded (a few
 buffers of one segment) whatever the size of the recording.
 
 Byte format, version 1 (all integers big-endian)::
@@ -42,9 +42,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -90,6 +92,15 @@ _FINAL: Final = b"\x01"
 _NOT_FINAL: Final = b"\x00"
 # cryptography >= 47 has the allocation-free encrypt_into/decrypt_into; older ones do not.
 _USE_INTO: bool = hasattr(AESGCM, "encrypt_into")
+# Sealing hashes in two helper threads when this process may run on more than one CPU:
+# hashlib releases the GIL on buffers over 2 KiB while AESGCM holds it, so the two SHA-256
+# (about 1.5 GB/s each on one core, the bulk of the work) run beside reading, encrypting
+# and writing. At most this many segments (plaintext + ciphertext buffers, 5 x 512 KiB at
+# the default size) are in flight; on one CPU, two, hashed inline.
+_HASH_SLOTS: Final = 5
+# ... but only past the first 4 MiB: on smaller inputs starting and waking threads costs
+# more than it saves (measured on a 1 MiB ingest: seal 2.3 ms inline, 3.8 ms threaded).
+_PARALLEL_AFTER = 4 * 1024 * 1024
 
 
 class SupportsWrite(Protocol):
@@ -137,8 +148,8 @@ def seal_stream(
 ) -> SealResult:
     """Encrypt ``src`` to ``dst`` in one pass, bound to ``object_id`` and ``purpose``.
 
-    Memory: three buffers of ``segment_size`` (768 KiB at the default), whatever the input
-    size. ``_nonce_prefix`` exists for known-answer tests only; never pass it otherwise.
+    Memory: at most ten buffers of ``segment_size`` (2.5 MiB at the default), whatever the
+    input size. ``_nonce_prefix`` exists for known-answer tests only; never pass it otherwise.
     """
     return _seal(
         src, dst, domain=_STREAM_DOMAIN, data_key=data_key, object_id=object_id,
@@ -268,6 +279,105 @@ def _write_all(dst: SupportsWrite, view: memoryview) -> None:
         view = view[written:]
 
 
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class _Slot:
+    """One segment's plaintext and ciphertext buffers, reused from segment to segment."""
+
+    __slots__ = ("ct", "n_ct", "n_pt", "pt")
+
+    def __init__(self, segment_size: int) -> None:
+        self.pt = memoryview(bytearray(segment_size))
+        self.ct = memoryview(bytearray(segment_size + TAG_SIZE))
+        self.n_pt = 0
+        self.n_ct = 0
+
+
+class _SealHasher:
+    """SHA-256 of the plaintext and of the ciphertext, segment by segment, in order.
+
+    ``take`` hands out a free slot, ``give`` hashes a filled one and recycles it: inline,
+    or after ``go_parallel`` in two helper threads in a chain (plaintext hasher, then
+    ciphertext hasher, then back to the free list), so both digests run beside the
+    caller's reading, encrypting and writing. The caller may keep reading a slot it gave
+    (to write its ciphertext) until it calls ``take`` again: only the caller takes.
+    """
+
+    def __init__(self, segment_size: int) -> None:
+        self.plaintext = hashlib.sha256()
+        self.ciphertext = hashlib.sha256()
+        self._segment_size = segment_size
+        self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        self._pt_todo: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self._ct_todo: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self._slots = 0
+        self._limit = 2  # current + read-ahead
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+
+    def take(self) -> _Slot:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            if self._slots < self._limit:
+                self._slots += 1
+                return _Slot(self._segment_size)
+        return self._free.get()
+
+    def give(self, slot: _Slot) -> None:
+        if self._threads:
+            self._pt_todo.put(slot)
+        else:
+            self.plaintext.update(slot.pt[:slot.n_pt])
+            self.ciphertext.update(slot.ct[:slot.n_ct])
+            self._free.put(slot)
+
+    def go_parallel(self) -> None:
+        if not self._threads:
+            self._limit = _HASH_SLOTS
+            self._threads = [
+                threading.Thread(target=self._run, args=(self._pt_todo, self._ct_todo, True),
+                                 name="retentiond-seal-sha256-pt", daemon=True),
+                threading.Thread(target=self._run, args=(self._ct_todo, self._free, False),
+                                 name="retentiond-seal-sha256-ct", daemon=True),
+            ]
+            for t in self._threads:
+                t.start()
+
+    def finish(self) -> tuple[str, str]:
+        """Wait for every given segment; (plaintext, ciphertext) SHA-256 in hex."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self.plaintext.hexdigest(), self.ciphertext.hexdigest()
+
+    def close(self) -> None:
+        """Stop the helper threads, if any (idempotent; every path of ``_seal`` calls it)."""
+        threads, self._threads = self._threads, []
+        if threads:
+            self._pt_todo.put(None)  # travels down the chain after every given slot
+            for t in threads:
+                t.join()
+
+    def _run(self, todo: queue.SimpleQueue[_Slot | None], done: queue.SimpleQueue[Any],
+             plaintext: bool) -> None:
+        h = self.plaintext if plaintext else self.ciphertext
+        while (slot := todo.get()) is not None:
+            if self._error is None:
+                try:
+                    h.update(slot.pt[:slot.n_pt] if plaintext else slot.ct[:slot.n_ct])
+                except BaseException as e:  # noqa: BLE001 (re-raised by finish())
+                    self._error = e
+            done.put(slot)
+        if plaintext:
+            done.put(None)
+
+
 def _seal(
     src: BinaryIO, dst: SupportsWrite, *, domain: bytes, data_key: bytes, object_id: str,
     purpose: str, segment_size: int, nonce_prefix: bytes | None,
@@ -281,41 +391,49 @@ def _seal(
     header = _header(segment_size, nonce_prefix)
     ad = _associated_data(domain, header, object_id, purpose)
     fill = _filler(src)
-    pt_hash, ct_hash = hashlib.sha256(), hashlib.sha256()
+    parallel = _cpus() > 1
+    hasher = _SealHasher(segment_size)
+    try:
+        _write_all(dst, memoryview(header))
+        hasher.ciphertext.update(header)
+        total_in, total_out = 0, len(header)
 
-    _write_all(dst, memoryview(header))
-    ct_hash.update(header)
-    total_in, total_out = 0, len(header)
-
-    cur, nxt = memoryview(bytearray(segment_size)), memoryview(bytearray(segment_size))
-    out = memoryview(bytearray(segment_size + TAG_SIZE))
-    n_cur = fill(cur)
-    counter = 0
-    while True:
-        # Read one segment ahead: a segment is the last one when nothing follows it.
-        n_nxt = fill(nxt) if n_cur == segment_size else 0
-        final = n_nxt == 0
-        plain = cur[:n_cur]
-        nonce = nonce_prefix + counter.to_bytes(4, "big") + (_FINAL if final else _NOT_FINAL)
-        pt_hash.update(plain)
-        if _USE_INTO:
-            sealed = out[:n_cur + TAG_SIZE]
-            aead.encrypt_into(nonce, plain, ad, sealed)
-        else:
-            sealed = memoryview(aead.encrypt(nonce, plain, ad))
-        ct_hash.update(sealed)
-        _write_all(dst, sealed)
-        total_in += n_cur
-        total_out += len(sealed)
-        if final:
-            break
-        counter += 1
-        if counter >= MAX_SEGMENTS:
-            raise ValueError(f"input exceeds {MAX_SEGMENTS} segments of {segment_size} bytes")
-        cur, nxt, n_cur = nxt, cur, n_nxt
+        cur = hasher.take()
+        cur.n_pt = fill(cur.pt)
+        counter = 0
+        while True:
+            # Read one segment ahead: a segment is the last one when nothing follows it.
+            nxt: _Slot | None = None
+            if cur.n_pt == segment_size:
+                if parallel and total_in >= _PARALLEL_AFTER:
+                    hasher.go_parallel()  # a big input: worth the helper threads
+                nxt = hasher.take()
+                nxt.n_pt = fill(nxt.pt)
+            final = nxt is None or nxt.n_pt == 0
+            plain = cur.pt[:cur.n_pt]
+            nonce = nonce_prefix + counter.to_bytes(4, "big") + (_FINAL if final else _NOT_FINAL)
+            cur.n_ct = cur.n_pt + TAG_SIZE
+            sealed = cur.ct[:cur.n_ct]
+            if _USE_INTO:
+                aead.encrypt_into(nonce, plain, ad, sealed)
+            else:
+                sealed[:] = aead.encrypt(nonce, plain, ad)
+            hasher.give(cur)  # hashed while we write it; recycled only by our next take()
+            _write_all(dst, sealed)
+            total_in += cur.n_pt
+            total_out += cur.n_ct
+            if final or nxt is None:  # (nxt is never None when not final)
+                break
+            counter += 1
+            if counter >= MAX_SEGMENTS:
+                raise ValueError(f"input exceeds {MAX_SEGMENTS} segments of {segment_size} bytes")
+            cur = nxt
+        plaintext_sha256, ciphertext_sha256 = hasher.finish()
+    finally:
+        hasher.close()
     return SealResult(
-        plaintext_size=total_in, plaintext_sha256=pt_hash.hexdigest(),
-        ciphertext_size=total_out, ciphertext_sha256=ct_hash.hexdigest(),
+        plaintext_size=total_in, plaintext_sha256=plaintext_sha256,
+        ciphertext_size=total_out, ciphertext_sha256=ciphertext_sha256,
     )
 
 

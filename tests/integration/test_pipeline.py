@@ -268,6 +268,7 @@ def test_vault_copy_unlike_what_was_written_fails_the_ingest(
     """The read-back check reads the stored bytes: damage them after the durable write and
     before the read-back, and the ingest fails with nothing stored and the plaintext kept."""
     monkeypatch.setattr(ingest_module, "_cpus", lambda: cpus)
+    monkeypatch.setattr(ingest_module, "_PARALLEL_AFTER", 0)  # the thread from the start
     path = _inbox(app) / "long.wav"
     make_wav(path, seconds=80)  # 1.28 MB: several 1 MiB read-back chunks
     real_open = app.vault.open_read

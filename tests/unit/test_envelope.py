@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import threading
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -252,6 +253,93 @@ def test_fallback_without_encrypt_into_is_compatible(monkeypatch: pytest.MonkeyP
         _open(_flip(SEALED, SEG_AT[1] + 5))
     with pytest.raises(IntegrityError):
         _open(SEALED[:SEG_AT[3]])
+
+
+class _FailingSource(io.RawIOBase):
+    """Yields ``good`` bytes, then fails like a disk read error."""
+
+    def __init__(self, good: int) -> None:
+        self._left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        view = memoryview(cast(bytearray, buffer))
+        if self._left <= 0:
+            raise OSError("disk read error")
+        n = min(len(view), self._left)
+        view[:n] = bytes(n)
+        self._left -= n
+        return n
+
+
+class _FailingSink:
+    """Accepts ``good`` bytes, then fails like a full disk."""
+
+    def __init__(self, good: int) -> None:
+        self._left = good
+
+    def write(self, data: memoryview) -> int:
+        if self._left <= 0:
+            raise OSError("disk full")
+        self._left -= len(data)
+        return len(data)
+
+
+@pytest.mark.parametrize(
+    "cpus", [pytest.param(1, id="hashing-inline"), pytest.param(4, id="hashing-thread")]
+)
+@pytest.mark.parametrize(
+    "plaintext",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"x", id="one-byte"),
+        pytest.param(bytes(i % 253 for i in range(S)), id="one-full-segment"),
+        pytest.param(bytes(i % 253 for i in range(24 * S)), id="many-exact"),
+        pytest.param(bytes(i % 253 for i in range(24 * S + 7)), id="many-partial-final"),
+    ],
+)
+def test_hashing_inline_or_in_a_thread_gives_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, plaintext: bytes,
+) -> None:
+    monkeypatch.setattr(envelope, "_cpus", lambda: cpus)
+    monkeypatch.setattr(envelope, "_PARALLEL_AFTER", 0)  # threads from the first segment
+    sealed, result = _kat_seal(plaintext)
+    expected = _independent_seal(
+        plaintext, key=KEY, prefix=KAT_PREFIX, segment_size=S, object_id=OID,
+        purpose=PURPOSE,
+    )
+    assert sealed == expected
+    assert result.ciphertext_sha256 == hashlib.sha256(expected).hexdigest()
+    assert result.ciphertext_size == len(expected)
+    assert result.plaintext_sha256 == hashlib.sha256(plaintext).hexdigest()
+    assert result.plaintext_size == len(plaintext)
+
+
+@pytest.mark.parametrize(
+    "cpus", [pytest.param(1, id="hashing-inline"), pytest.param(4, id="hashing-thread")]
+)
+@pytest.mark.parametrize(
+    ("src", "dst", "message"),
+    [
+        pytest.param(lambda: _FailingSource(10 * S + 5), io.BytesIO, "read error",
+                     id="source-fails"),
+        pytest.param(lambda: io.BytesIO(bytes(20 * S)), lambda: _FailingSink(7 * S),
+                     "disk full", id="sink-fails"),
+    ],
+)
+def test_a_failing_source_or_sink_propagates_and_stops_the_helper_thread(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, src: Callable[[], object],
+    dst: Callable[[], object], message: str,
+) -> None:
+    monkeypatch.setattr(envelope, "_cpus", lambda: cpus)
+    monkeypatch.setattr(envelope, "_PARALLEL_AFTER", 0)  # threads from the first segment
+    before = threading.active_count()
+    with pytest.raises(OSError, match=message):
+        seal_stream(cast(BinaryIO, src()), cast(envelope.SupportsWrite, dst()), data_key=KEY,
+                    object_id=OID, purpose=PURPOSE, segment_size=S)
+    assert threading.active_count() == before
 
 
 # -- known answer --------------------------------------------------------------------------

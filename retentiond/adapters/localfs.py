@@ -33,7 +33,7 @@ from retentiond.errors import (
 from retentiond.ports import DeleteResult, ObjectInfo, PutResult
 
 TMP_DIR = ".tmp"
-_RETRYABLE = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
+RETRYABLE_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
 # Write-behind: every 8 MiB the writer asks Linux to start writing out what it has just
 # written (sync_file_range(SYNC_FILE_RANGE_WRITE): asynchronous, no wait), so the device
 # works while the sealer computes and the final fsync has little left to do. A hint only:
@@ -46,7 +46,7 @@ def storage_error(e: OSError, what: str) -> StorageError:
     """Turn an OSError into our error tree (no traceback for the operator)."""
     if e.errno == errno.ENOENT:
         return ObjectNotFoundError(f"{what}: not found")
-    cls = TransientStorageError if e.errno in _RETRYABLE else PermanentStorageError
+    cls = TransientStorageError if e.errno in RETRYABLE_ERRNOS else PermanentStorageError
     return cls(f"{what}: {e.strerror or e}")
 
 

@@ -13,6 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
+from retentiond.adapters.localfs import RETRYABLE_ERRNOS, fsync_dir
 from retentiond.core.tiles import check_store_path
 from retentiond.errors import (
     PermanentStorageError,
@@ -21,21 +22,12 @@ from retentiond.errors import (
     TransientStorageError,
 )
 
-_RETRYABLE = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT}
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 
 
 def _storage_error(e: OSError, what: str) -> StorageError:
-    cls = TransientStorageError if e.errno in _RETRYABLE else PermanentStorageError
+    cls = TransientStorageError if e.errno in RETRYABLE_ERRNOS else PermanentStorageError
     return cls(f"{what}: {e.strerror or e}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileProofStore:
@@ -89,7 +81,7 @@ class FileProofStore:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError as e:
             raise _storage_error(e, where) from None
 
@@ -102,7 +94,7 @@ class FileProofStore:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError as e:
             raise _storage_error(e, f"{self.location}/{path}") from None
 
@@ -145,7 +137,7 @@ class FileProofStore:
                 d.mkdir()
             except FileExistsError:
                 continue
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
 
     def _write_temp(self, target: Path, data: bytes) -> Path:
         self._ensure_dir(target.parent)

@@ -121,8 +121,12 @@ class Daemon:
             out.extend((root_path, f) for f in scan_inbox(root_path))
         return out
 
-    def ingest_ready(self, *, now: datetime) -> tuple[list[IngestOutcome], float | None, int]:
-        """Ingest every settled inbox file. Returns (outcomes, next check in s, still pending)."""
+    def ingest_ready(
+        self, *, now: datetime, budget: float | None = None
+    ) -> tuple[list[IngestOutcome], float | None, int]:
+        """Ingest settled inbox files, for at most ``budget`` seconds (so a large backlog
+        cannot delay deletions). Returns (outcomes, next check in s, still pending)."""
+        started = self.app.clock.monotonic()
         files = self._inbox_files()
         by_path = {f.path: root for root, f in files}
         ready, next_in = self.settler.observe([f for _, f in files],
@@ -130,6 +134,9 @@ class Daemon:
         outcomes = []
         for f in ready:
             if self._stop:
+                break
+            if budget is not None and self.app.clock.monotonic() - started > budget:
+                next_in = 0.0  # more is ready: come back right after the sweep
                 break
             try:
                 outcome = self.ingestor.ingest(f.root, f.relpath, now=now)
@@ -255,7 +262,8 @@ class Daemon:
                 next_file_in: float | None = None
                 try:
                     self.ingestor.recover()  # cheap when there is nothing to repair
-                    batch, next_file_in, _ = self.ingest_ready(now=app.clock.now())
+                    batch, next_file_in, _ = self.ingest_ready(
+                        now=app.clock.now(), budget=app.settings.sweep_interval_seconds)
                     if self._stop:
                         break
                     if batch:  # a new recording may be due at once (objection, short policy)

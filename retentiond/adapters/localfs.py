@@ -298,12 +298,16 @@ def scan_inbox(root: Path) -> list[InboxFile]:
     return sorted(found, key=lambda f: (f.mtime, f.relpath))
 
 
-def orphan_sidecars(root: Path) -> list[Path]:
-    """Sidecars whose recording is absent (reported: they hold personal data)."""
+def orphan_sidecars(root: Path) -> list[str]:
+    """Inbox-relative paths of sidecars whose recording is absent (symlinked folders are
+    not entered)."""
     out = []
-    for path in root.rglob("*" + SIDECAR_SUFFIX):
-        if not path.with_name(path.name[: -len(SIDECAR_SUFFIX)]).exists():
-            out.append(path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        names = set(filenames)
+        for name in filenames:
+            if name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] not in names:
+                out.append((Path(dirpath) / name).relative_to(root).as_posix())
     return sorted(out)
 
 

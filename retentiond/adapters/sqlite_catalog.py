@@ -300,6 +300,15 @@ class SQLiteCatalog:
         )
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
+    def set_objection(self, object_id: str) -> bool:
+        """Record a caller's objection that arrived after ingest; True if it applied."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE recordings SET objection=1 WHERE id=? AND state IN (?, ?)",
+                (object_id, State.ACTIVE.value, State.QUARANTINED.value),
+            )
+            return cur.rowcount == 1
+
     # -- deletion ---------------------------------------------------------------------
 
     def start_deletion(self, object_id: str, *, reason: str, due_at: datetime) -> bool:

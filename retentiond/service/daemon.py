@@ -119,6 +119,7 @@ class Daemon:
                 logger.error("inbox %s is not a folder", root, extra={"event": "inbox.missing"})
                 continue
             out.extend((root_path, f) for f in scan_inbox(root_path))
+            self.ingestor.apply_late_sidecars(root_path, now=self.app.clock.now())
         return out
 
     def ingest_ready(

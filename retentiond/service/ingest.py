@@ -37,6 +37,7 @@ from retentiond.adapters.localfs import (
     Identity,
     open_dir_beneath,
     open_regular,
+    orphan_sidecars,
     read_small,
     unlink_if_same,
 )
@@ -174,6 +175,8 @@ class Ingestor:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self._reported_late: set[str] = set()
+        self._orphans_seen: dict[Path, float] = {}
 
     # -- crash recovery ---------------------------------------------------------------
 
@@ -413,6 +416,56 @@ class Ingestor:
         return IngestOutcome(str(path), outcome, object_id, label,
                              cls.quarantine_reason or "",
                              exit_code=EXIT_WARNINGS if cls.quarantined else EXIT_OK)
+
+    def apply_late_sidecars(self, root: Path, *, now: datetime) -> int:
+        """Sidecars that arrive after their recording was ingested. An objection in one is
+        applied (the recording is then deleted by the next sweep, with reason
+        ``objection``) and the sidecar removed; any other late sidecar is reported once
+        and left in place. Returns how many objections were applied."""
+        applied = 0
+        mono = self.app.clock.monotonic()
+        orphans = orphan_sidecars(root)
+        seen = {root / r: self._orphans_seen.get(root / r, mono) for r in orphans}
+        others = {k: v for k, v in self._orphans_seen.items() if not k.is_relative_to(root)}
+        self._orphans_seen = others | seen
+        for relpath in orphans:
+            # a sidecar dropped before its recording is not late: wait as long as a
+            # recording waits for its sidecar before deciding it belongs to an old one
+            if mono - seen[root / relpath] < self.app.settings.sidecar_wait_seconds:
+                continue
+            reldir, _, name = relpath[: -len(SIDECAR_SUFFIX)].rpartition("/")
+            source = str(root / relpath[: -len(SIDECAR_SUFFIX)])
+            recs = self.app.catalog.query(source=source,
+                                          states=[State.ACTIVE, State.QUARANTINED])
+            if not recs:
+                continue  # waiting for its recording
+            rec = recs[-1]
+            try:
+                dfd = open_dir_beneath(root, reldir)
+            except (OSError, StorageError):
+                continue
+            try:
+                sidecar, error, identity = self._read_sidecar(name, dir_fd=dfd)
+                if sidecar is not None and sidecar.objection and identity is not None:
+                    self.app.catalog.set_objection(rec.id)
+                    self.app.audit.append(action="objection", actor="sidecar",
+                                          reason="late sidecar with objection: true",
+                                          now=now, object_id=rec.id)
+                    unlink_if_same(name + SIDECAR_SUFFIX, identity, dir_fd=dfd)
+                    applied += 1
+                    logger.warning("late sidecar: objection applied to %s", rec.id,
+                                   extra={"event": "ingest.late_objection",
+                                          "object_id": rec.id})
+                elif rec.id not in self._reported_late:
+                    self._reported_late.add(rec.id)
+                    self.app.metrics.errors.labels(stage="ingest").inc()
+                    logger.warning("a sidecar arrived after recording %s was ingested; not "
+                                   "applied (only an objection is)%s", rec.id,
+                                   f": {error}" if error else "",
+                                   extra={"event": "ingest.late_sidecar", "object_id": rec.id})
+            finally:
+                os.close(dfd)
+        return applied
 
     def _new_record(
         self, cls: Classification, *, object_id: str, source: str, now: datetime, kek_id: str

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from retentiond.clock import SystemClock
@@ -58,6 +59,17 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def locate_in_inbox(path: Path, inboxes: list[Path]) -> tuple[Path, str]:
+    """(root, relpath) for a file given on the command line. A file inside a configured
+    inbox is classified by its inbox-relative path, exactly as the watcher would (path
+    rules such as ``banking/``); any other file by its name."""
+    path = Path(os.path.abspath(path))
+    for inbox in inboxes:
+        if path.is_relative_to(inbox):
+            return inbox, path.relative_to(inbox).as_posix()
+    return path.parent, path.name
 
 
 def now() -> datetime:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retentiond.adapters.localfs import SIDECAR_SUFFIX
-from retentiond.cli.common import Subparsers, app_from, iso, now, print_json, settings_from
-from retentiond.core.classify import classify
+from retentiond.cli.common import (
+    Subparsers,
+    app_from,
+    iso,
+    locate_in_inbox,
+    now,
+    print_json,
+    settings_from,
+)
 from retentiond.core.decide import Decision, decide
-from retentiond.core.model import Recording, State
 from retentiond.core.policy import load_policy_dir
-from retentiond.core.sidecar import parse_sidecar
-from retentiond.errors import InputError
+from retentiond.service.ingest import Ingestor
 
 
 def register(sub: Subparsers) -> None:
@@ -58,27 +61,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _explain_file(args: argparse.Namespace, path: Path) -> tuple[str, Decision, dict[str, str]]:
     app = app_from(args, need_signer=False)
     t = now()
-    sidecar_path = path.with_name(path.name + SIDECAR_SUFFIX)
-    sidecar, error = None, None
-    if sidecar_path.exists():
-        try:
-            sidecar = parse_sidecar(sidecar_path.read_bytes(), filename=str(sidecar_path))
-        except InputError as e:
-            error = str(e)
-    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    cls = classify(policy=app.policy, relpath=path.name, mtime=mtime, now=t, sidecar=sidecar,
-                   sidecar_error=error)
-    rec = Recording(
-        id="(not ingested)", state=State.QUARANTINED if cls.quarantined else State.ACTIVE,
-        purpose=cls.purpose, legal_basis=cls.legal_basis, media=cls.media,
-        recorded_at=cls.recorded_at, ingested_at=t, policy_name=app.policy.name,
-        policy_sha256=app.policy.sha256, location="", source=str(path),
-        objection=cls.objection, quarantine_reason=cls.quarantine_reason,
-    )
+    root, relpath = locate_in_inbox(path, [Path(p) for p in app.settings.inbox])
+    rec = Ingestor(app).preview(root, relpath, now=t)
     d = decide(rec, policy=app.policy, held=False, now=t)
-    facts = {"file": str(path), "purpose": cls.purpose, "media": cls.media,
-             "recorded_at": iso(cls.recorded_at) or "",
-             "quarantine_reason": cls.quarantine_reason or ""}
+    facts = {"file": str(path), "purpose": rec.purpose, "media": rec.media,
+             "recorded_at": iso(rec.recorded_at) or "",
+             "quarantine_reason": rec.quarantine_reason or ""}
     return app.policy.name, d, facts
 
 

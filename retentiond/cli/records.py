@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from retentiond.cli.common import (
     Subparsers,
     app_from,
     iso,
+    locate_in_inbox,
     now,
     parse_time,
     print_json,
@@ -82,21 +82,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     code = EXIT_OK
     inboxes = [Path(p) for p in app.settings.inbox]
     for path in args.files:
-        root, relpath = _locate(Path(os.path.abspath(path)), inboxes)
+        root, relpath = locate_in_inbox(path, inboxes)
         o = ingestor.ingest(root, relpath, overrides=overrides, now=t)
         print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
               + (f"  ({o.message})" if o.message else ""))
         code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
     return code
-
-
-def _locate(path: Path, inboxes: list[Path]) -> tuple[Path, str]:
-    """A file inside a configured inbox is classified by its inbox-relative path, exactly as
-    the watcher would (path rules such as ``banking/``); any other file by its name."""
-    for inbox in inboxes:
-        if path.is_relative_to(inbox):
-            return inbox, path.relative_to(inbox).as_posix()
-    return path.parent, path.name
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

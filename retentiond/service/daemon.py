@@ -25,10 +25,9 @@ from types import FrameType
 
 from retentiond.adapters.fswatch import InboxWatcher
 from retentiond.adapters.localfs import InboxFile, scan_inbox
-from retentiond.core.decide import Action
 from retentiond.errors import ConfigError, RetentiondError
 from retentiond.service.ingest import Ingestor, IngestOutcome
-from retentiond.service.sweep import Sweeper, SweepReport
+from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
 from retentiond.service.wiring import App, load_keys, load_policy
 from retentiond.settings import load_settings
 
@@ -235,12 +234,8 @@ class Daemon:
                     extra={"event": "reload.done"})
 
     def next_due_in(self, *, now: datetime) -> float | None:
-        dues = [
-            p.decision.due for p in self.sweeper.plan(at=now)
-            if p.decision.action is Action.KEEP and p.decision.rule == "not-due"
-            and p.decision.due is not None
-        ]
-        return None if not dues else max(0.0, (min(dues) - now).total_seconds())
+        due = next_due_date(self.sweeper.plan(at=now))
+        return None if due is None else max(0.0, (due - now).total_seconds())
 
     def run_forever(self) -> int:
         """The daemon. Returns the exit code (0 after SIGTERM)."""

@@ -170,6 +170,23 @@ def _sha256_stream(fh: BinaryIO) -> tuple[int, str]:
     return total, h.hexdigest()
 
 
+def read_sidecar(name: str, *, dir_fd: int) -> tuple[Sidecar | None, str | None, Identity | None]:
+    """Read and parse ``name``'s sidecar in ``dir_fd`` safely (no symlink, no FIFO, size
+    bounded). Returns (sidecar, error message, identity of the file read)."""
+    try:
+        got = read_small(name + SIDECAR_SUFFIX, dir_fd=dir_fd, limit=MAX_SIDECAR_BYTES)
+    except (OSError, StorageError) as e:
+        return None, f"sidecar: cannot read: {getattr(e, 'strerror', None) or e}", None
+    if got is None:
+        return None, None, None
+    data, identity = got
+    try:
+        # the sidecar's own name may carry the caller's number: errors say "sidecar"
+        return parse_sidecar(data, filename="sidecar"), None, identity
+    except InputError as e:
+        return None, str(e), identity
+
+
 class Ingestor:
     """Ingests files through the one path shared by the watcher and ``retentiond ingest``."""
 
@@ -320,29 +337,13 @@ class Ingestor:
             return False
         return Identity.of(st) == identity
 
-    def _read_sidecar(
-        self, name: str, *, dir_fd: int
-    ) -> tuple[Sidecar | None, str | None, Identity | None]:
-        try:
-            got = read_small(name + SIDECAR_SUFFIX, dir_fd=dir_fd, limit=MAX_SIDECAR_BYTES)
-        except (OSError, StorageError) as e:
-            return None, f"sidecar: cannot read: {getattr(e, 'strerror', None) or e}", None
-        if got is None:
-            return None, None, None
-        data, identity = got
-        try:
-            # the sidecar's own name may carry the caller's number: errors say "sidecar"
-            return parse_sidecar(data, filename="sidecar"), None, identity
-        except InputError as e:
-            return None, str(e), identity
-
     def _ingest_open(
         self, fh: BinaryIO, *, path: Path, dir_fd: int, name: str, relpath: str,
         before: os.stat_result, overrides: Overrides, now: datetime,
     ) -> IngestOutcome:
         app = self.app
         policy = app.policy
-        sidecar, sidecar_error, sidecar_id = self._read_sidecar(name, dir_fd=dir_fd)
+        sidecar, sidecar_error, sidecar_id = read_sidecar(name, dir_fd=dir_fd)
         if sidecar_error is not None:
             logger.warning("%s", sidecar_error, extra={"event": "ingest.bad_sidecar"})
         cls = classify(
@@ -417,6 +418,24 @@ class Ingestor:
                              cls.quarantine_reason or "",
                              exit_code=EXIT_WARNINGS if cls.quarantined else EXIT_OK)
 
+    def preview(self, root: Path, relpath: str, *, now: datetime) -> Recording:
+        """The record ``root/relpath`` would get if ingested now (``policy explain``): the
+        same sidecar reading, classification and record building as ingest."""
+        reldir, _, name = relpath.rpartition("/")
+        dfd = open_dir_beneath(root, reldir)
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            sidecar, error, _ = read_sidecar(name, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+        cls = classify(policy=self.app.policy, relpath=relpath,
+                       mtime=datetime.fromtimestamp(st.st_mtime, UTC), now=now,
+                       sidecar=sidecar, sidecar_error=error)
+        rec = self._new_record(cls, object_id="(not ingested)", source=str(root / relpath),
+                               now=now, kek_id="")
+        return dataclasses.replace(
+            rec, state=State.QUARANTINED if cls.quarantined else State.ACTIVE)
+
     def apply_late_sidecars(self, root: Path, *, now: datetime) -> int:
         """Sidecars that arrive after their recording was ingested. An objection in one is
         applied (the recording is then deleted by the next sweep, with reason
@@ -445,7 +464,7 @@ class Ingestor:
             except (OSError, StorageError):
                 continue
             try:
-                sidecar, error, identity = self._read_sidecar(name, dir_fd=dfd)
+                sidecar, error, identity = read_sidecar(name, dir_fd=dfd)
                 if sidecar is not None and sidecar.objection and identity is not None:
                     self.app.catalog.set_objection(rec.id)
                     self.app.audit.append(action="objection", actor="sidecar",

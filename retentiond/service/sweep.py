@@ -218,21 +218,27 @@ class Sweeper:
         return out
 
 
+def next_due_date(plan: list[PlanItem]) -> datetime | None:
+    """When the next recording that is not yet due becomes due (holds excluded)."""
+    dues = [p.decision.due for p in plan
+            if p.decision.rule == "not-due" and p.decision.due is not None]
+    return min(dues) if dues else None
+
+
 def compute_backlog(app: App, *, now: datetime) -> Backlog:
     """Scrape-time figures: objects by purpose/state, overdue, proof-log size."""
     objects = {(purpose, state): n for purpose, state, n, _ in app.catalog.counts()
                if state != "deleted"}
     overdue = held_overdue = 0
-    next_due: datetime | None = None
-    for item in Sweeper(app).plan(at=now):
+    plan = Sweeper(app).plan(at=now)
+    for item in plan:
         d = item.decision
         if d.due is not None and d.due <= now:
             if d.rule == "legal-hold-overdue":
                 held_overdue += 1
             else:
                 overdue += 1
-        elif d.due is not None and d.rule == "not-due":
-            next_due = d.due if next_due is None else min(next_due, d.due)
+    next_due = next_due_date(plan)
     try:
         entries = app.proof_log.size()
     except RetentiondError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 import time
 from datetime import UTC, datetime, timedelta
@@ -275,3 +276,21 @@ def test_epoch_recording_is_quarantined_not_deleted(short_setup, tmp_path):
     assert run_cli("ingest", str(src), setup=short_setup).returncode == 1
     rows = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)
     assert rows[0]["state"] == "quarantined" and "before 2000" in rows[0]["quarantine_reason"]
+
+
+def test_policy_explain_file_matches_what_ingest_would_do(short_setup):
+    """explain reads the file the way ingest does: inbox-relative rules, the min-retention
+    floor of a quarantined banking call, and a FIFO sidecar refused instead of hanging."""
+    banking = short_setup / "inbox" / "banking"
+    make_wav(banking / "order.wav")
+    (banking / "order.wav.json").write_text('{"objecton": true}')
+    p = run_cli("policy", "explain", str(banking / "order.wav"), "--json", setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["facts"]["purpose"] == "quarantine" and out["rule"] == "not-due"
+    assert int(out["due"][:4]) >= datetime.now(UTC).year + 4
+    make_wav(short_setup / "inbox" / "f.wav")
+    os.mkfifo(short_setup / "inbox" / "f.wav.json")
+    p = run_cli("policy", "explain", str(short_setup / "inbox" / "f.wav"), "--json",
+                setup=short_setup, timeout=30)
+    assert p.returncode == 0 and "not a regular file" in p.stdout, p.stderr

@@ -26,11 +26,14 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class PutResult:
-    """Outcome of a completed write: the bytes are durable and visible under ``key``."""
+    """Outcome of a completed write: the bytes are durable and visible under ``key``.
+    ``etag``: the ETag the store must report if it holds exactly the bytes written,
+    computed by the writer from those bytes (S3: MD5-based), or None."""
 
     key: str
     size: int
     version_id: str | None = None
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,17 @@ class ObjectStore(Protocol):
 
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None, retain_until: datetime | None = None,
     ) -> AbstractContextManager[ObjectWriter]:
-        """Atomic streamed write of ``key`` (constant memory)."""
+        """Atomic streamed write of ``key`` (constant memory). ``retain_until``: a store
+        with a write lock (S3 Object Lock) refuses deletion before then; others ignore it
+        (the catalog's floor is enforced by retentiond itself either way)."""
+        ...
+
+    def written_intact(self, put: PutResult) -> bool | None:
+        """Does the store itself vouch that the durable object is exactly what was
+        written (S3: the server's ETag for that version equals ``put.etag``)? True,
+        False, or None when it cannot tell: then the caller reads the object back."""
         ...
 
     def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
@@ -85,6 +96,18 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every key under ``prefix`` (latest versions only), in key order."""
+        ...
+
+    def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:
+        """Mirror a retentiond hold on the store's own legal hold (S3 Object Lock), so
+        nobody deletes the object behind retentiond's back either. Returns False when the
+        store has no such thing (retentiond's hold is in force regardless)."""
+        ...
+
+    def discard_incomplete_writes(self) -> int:
+        """Remove what writes interrupted by a crash left behind (temporary files,
+        multipart uploads: ciphertext only). Only when no write is under way anywhere.
+        Returns how many were removed."""
         ...
 
     def delete_all_versions(self, key: str) -> DeleteResult:

@@ -45,6 +45,12 @@ class Settings:
     metrics_addr: str | None = "127.0.0.1:9464"
     log_level: str = "info"
     s3: Mapping[str, str] = field(default_factory=dict)
+    s3_object_lock_mode: str = "GOVERNANCE"
+    s3_max_attempts: int = 5
+    webhook_addr: str | None = None
+    webhook_token_file: Path | None = None
+    sqs_queue_url: str | None = None
+    minio_listen: bool = False
 
     @property
     def audit_log(self) -> Path:
@@ -72,14 +78,30 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "proof_log.origin": ("proof_origin", str),
     "keys.provider": ("keys_provider", str),
     "keys.dir": ("keys_dir", str),
+    "s3.endpoint_url": ("s3_endpoint_url", str),
+    "s3.region": ("s3_region", str),
+    "s3.addressing_style": ("s3_addressing_style", str),
+    "s3.profile": ("s3_profile", str),
+    "s3.object_lock_mode": ("s3_object_lock_mode", str),
+    "s3.max_attempts": ("s3_max_attempts", float),
+    "events.webhook_addr": ("webhook_addr", str),
+    "events.webhook_token_file": ("webhook_token_file", str),
+    "events.sqs_queue_url": ("sqs_queue_url", str),
+    "events.minio_listen": ("minio_listen", str),
 }
+# s3 settings handed to make_s3_client / the stores (Settings.s3)
+_S3_CLIENT_KEYS = ("endpoint_url", "region", "addressing_style", "profile")
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _SECTIONS = {
     "ingest": {"settle_seconds", "sidecar_wait_seconds"},
     "sweep": {"interval_seconds"},
     "reconcile": {"interval_seconds"},
     "proof_log": {"origin"},
     "keys": {"provider", "dir"},
-    "s3": {"endpoint_url", "region", "addressing_style", "profile"},
+    "s3": {"endpoint_url", "region", "addressing_style", "profile", "object_lock_mode",
+           "max_attempts"},
+    "events": {"webhook_addr", "webhook_token_file", "sqs_queue_url", "minio_listen"},
 }
 _TOP = {"inbox", "vault", "proofs", "catalog", "policies", "state", "metrics_addr", "log_level",
         *_SECTIONS}
@@ -113,10 +135,20 @@ def sqlite_path(url: str) -> Path:
     raise ConfigError(f"catalog: {url!r} is not a sqlite:/// URL (PostgreSQL comes later)")
 
 
+def check_s3_url(value: str, key: str) -> str:
+    """``s3://bucket[/prefix]``, normalised to end the prefix with ``/`` when there is one."""
+    bucket, _, prefix = value[len("s3://"):].partition("/")
+    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise ConfigError(f"{key}: {value!r}: {bucket!r} is not a valid bucket name "
+                          "(3-63 characters: lowercase letters, digits, dots and hyphens)")
+    prefix = prefix.strip("/")
+    return f"s3://{bucket}/" + (prefix + "/" if prefix else "")
+
+
 def _resolve_location(value: str, base: Path, key: str) -> str:
-    """Plain paths and file:// URLs -> absolute paths; s3:// kept as is."""
+    """Plain paths and file:// URLs -> absolute paths; s3:// checked and normalised."""
     if value.startswith("s3://"):
-        return value
+        return check_s3_url(value, key)
     if value.startswith("file://"):
         parsed = urlparse(value)
         if parsed.netloc not in ("", "localhost"):
@@ -192,6 +224,8 @@ def load_settings(
             continue
         if key == "metrics_addr" and raw is False:  # YAML reads a bare `off` as false
             raw = "off"
+        if key == "events.minio_listen" and isinstance(raw, bool):
+            raw = "true" if raw else "false"
         try:
             if typ is float:
                 if isinstance(raw, bool):
@@ -245,13 +279,26 @@ def load_settings(
         catalog = "sqlite:///" + str(_resolve_path(catalog[len("sqlite:///"):], base))
     else:
         raise ConfigError(f"{sources['catalog']}: {catalog!r}: expected sqlite:///PATH")
-    for url in [*inbox, values["vault"], values["proofs"]]:
-        if url.startswith("s3://"):
-            raise ConfigError(
-                f"{config_file}: {url}: s3:// stores are not available in this version yet"
-            )
     state_dir = _resolve_path(values.get("state", "state"), base)
-    s3 = {k: str(v) for k, v in (data.get("s3") or {}).items()}
+    s3 = {k: values[f"s3_{k}"] for k in _S3_CLIENT_KEYS if f"s3_{k}" in values}
+    if s3.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
+        raise ConfigError(f"{sources['s3_addressing_style']}: one of auto, path, virtual")
+    lock_mode = values.get("s3_object_lock_mode", "GOVERNANCE").upper()
+    if lock_mode not in LOCK_MODES:
+        raise ConfigError(f"{sources['s3_object_lock_mode']}: one of {', '.join(LOCK_MODES)}")
+    attempts = values.get("s3_max_attempts", 5)
+    if attempts != int(attempts) or not 1 <= attempts <= 20:
+        raise ConfigError(f"{sources['s3_max_attempts']}: a whole number from 1 to 20")
+    webhook_addr = values.get("webhook_addr")
+    if webhook_addr is not None and not webhook_addr.rpartition(":")[2].isdigit():
+        raise ConfigError(f"{sources['webhook_addr']}: must be HOST:PORT")
+    sqs_url = values.get("sqs_queue_url")
+    if sqs_url is not None and not sqs_url.startswith(("https://", "http://")):
+        raise ConfigError(f"{sources['sqs_queue_url']}: must be an http(s):// queue URL")
+    minio_listen = values.get("minio_listen", "false").lower()
+    if minio_listen not in ("true", "false"):
+        raise ConfigError(f"{sources['minio_listen']}: true or false")
+    token_file = values.get("webhook_token_file")
     return Settings(
         config_file=config_file.resolve(),
         inbox=tuple(_resolve_location(u, base, "inbox") for u in inbox),
@@ -270,6 +317,12 @@ def load_settings(
         metrics_addr=metrics_addr,
         log_level=level,
         s3=s3,
+        s3_object_lock_mode=lock_mode,
+        s3_max_attempts=int(attempts),
+        webhook_addr=webhook_addr,
+        webhook_token_file=_resolve_path(token_file, base) if token_file else None,
+        sqs_queue_url=sqs_url,
+        minio_listen=minio_listen == "true",
     )
 
 

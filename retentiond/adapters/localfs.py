@@ -131,9 +131,15 @@ class LocalObjectStore:
 
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None, retain_until: datetime | None = None,
     ) -> AbstractContextManager[_FileWriter]:
+        """Tags, metadata and retention live in the catalog (the local store's index);
+        a folder has no write lock, retentiond enforces ``retain_until`` itself."""
         return self._writer(key)
+
+    def written_intact(self, put: PutResult) -> bool | None:
+        """A folder cannot vouch for its content: the caller reads it back."""
+        return None
 
     @contextmanager
     def _writer(self, key: str) -> Iterator[_FileWriter]:
@@ -211,6 +217,16 @@ class LocalObjectStore:
     def stale_temporaries(self) -> builtins.list[Path]:
         """Leftovers of writes interrupted by a crash (ciphertext only, never plaintext)."""
         return sorted((self.root / TMP_DIR).glob("*.part"))
+
+    def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:
+        """A folder has no legal hold of its own: the catalog's hold is the only one."""
+        return False
+
+    def discard_incomplete_writes(self) -> int:
+        stale = self.stale_temporaries()
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        return len(stale)
 
     def delete_all_versions(self, key: str) -> DeleteResult:
         path = self._path(key)

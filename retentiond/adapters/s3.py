@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import AbstractContextManager, contextmanager
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import boto3
 from botocore.config import Config
@@ -287,14 +287,13 @@ class _View(io.RawIOBase):
         return self._pos
 
 
-class _Body(io.RawIOBase):
-    """A GET body (botocore StreamingBody) whose failures are ours."""
+class StreamBody(io.RawIOBase):
+    """A GET body (botocore StreamingBody) whose failures are ours (``on_error``)."""
 
-    def __init__(self, body: Any, store: S3ObjectStore, key: str) -> None:
+    def __init__(self, body: Any, on_error: Callable[[Exception], StorageError]) -> None:
         super().__init__()
         self._body = body
-        self._store = store
-        self._key = key
+        self._on_error = on_error
 
     def readable(self) -> bool:
         return True
@@ -303,7 +302,7 @@ class _Body(io.RawIOBase):
         try:
             return int(self._body.readinto(buffer))
         except (BotoCoreError, ClientError) as e:
-            raise self._store._error(e, self._key) from e
+            raise self._on_error(e) from e
 
     def close(self) -> None:
         if not self.closed:
@@ -338,8 +337,12 @@ def _version(vid: object) -> str | None:
     return str(vid) if vid and vid != NULL_VERSION else None
 
 
-def _md5(view: memoryview) -> str:
-    return base64.b64encode(hashlib.md5(view, usedforsecurity=False).digest()).decode()
+def _md5(view: memoryview) -> bytes:
+    return hashlib.md5(view, usedforsecurity=False).digest()
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
 
 
 # -- writer --------------------------------------------------------------------------------
@@ -364,7 +367,8 @@ class S3Writer:
         self._upload_id: str | None = None
         self._next_part = 1
         self._parts: list[dict[str, Any]] = []
-        self._inflight: deque[tuple[Future[str], bytearray, int]] = deque()
+        self._digests: list[bytes | None] = []
+        self._inflight: deque[tuple[Future[tuple[str, bytes | None]], bytearray, int]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._failed = False  # a request failed: the object can only be aborted now
         self._done = False
@@ -437,8 +441,11 @@ class S3Writer:
             args: dict[str, Any] = {"Bucket": store.bucket, "Key": self._full,
                                     "Body": _View(view), "ContentLength": self._fill,
                                     **self._extra}
+            expected = None
             if store.content_md5:
-                args["ContentMD5"] = _md5(view)
+                digest = _md5(view)
+                args["ContentMD5"] = _b64(digest)
+                expected = f'"{digest.hex()}"'
             try:
                 resp = store._client.put_object(**args)
             except (BotoCoreError, ClientError) as e:
@@ -455,8 +462,14 @@ class S3Writer:
             except (BotoCoreError, ClientError) as e:
                 raise store._error(e, self._key) from e
             self._upload_id = None  # completed: nothing left to abort
+            store._reapply_after_multipart(self._key, self._full, self._extra,
+                                           resp.get("VersionId"))
+            # S3's multipart ETag: MD5 of the parts' MD5s, "-" number of parts
+            digests = [d for d in self._digests if d is not None]
+            expected = f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}' \
+                f'-{len(digests)}"' if len(digests) == len(self._parts) else None
         self._result = PutResult(key=self._key, size=self._size,
-                                 version_id=_version(resp.get("VersionId")))
+                                 version_id=_version(resp.get("VersionId")), etag=expected)
 
     def _send_part(self) -> None:
         try:
@@ -493,13 +506,14 @@ class S3Writer:
     def _collect_oldest(self) -> None:
         fut, buf, number = self._inflight.popleft()
         try:
-            etag = fut.result()
+            etag, digest = fut.result()
         except BaseException:
             self._failed = True
             raise
         finally:
             self._store._buffers.give(buf)
         self._parts.append({"PartNumber": number, "ETag": etag})
+        self._digests.append(digest)
 
     def _abort(self) -> None:
         self._failed = True
@@ -548,6 +562,7 @@ class S3ObjectStore:
         self, bucket: str, prefix: str = "", *, client: S3Client,
         part_size: int = DEFAULT_PART_SIZE, max_inflight_parts: int = 2,
         delete_batch: int = MAX_DELETE_BATCH, content_md5: bool = True,
+        lock_mode: LockMode = "GOVERNANCE",
     ) -> None:
         if not bucket or "/" in bucket:
             raise ConfigError(f"{bucket!r}: not a bucket name")
@@ -565,6 +580,10 @@ class S3ObjectStore:
         self.max_inflight_parts = max_inflight_parts
         self.delete_batch = delete_batch
         self.content_md5 = content_md5
+        if lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise ConfigError(f"s3 object lock mode {lock_mode!r}: GOVERNANCE or COMPLIANCE")
+        self.lock_mode: LockMode = lock_mode
+        self._object_lock: bool | None = None
         self._client = client
         self._buffers = _BufferPool(part_size, keep=max_inflight_parts + 1)
 
@@ -637,15 +656,48 @@ class S3ObjectStore:
             return version_id
         return _version(self._head(key).get("VersionId"))
 
+    def _reapply_after_multipart(self, key: str, full: str, extra: Mapping[str, Any],
+                                 vid: object) -> None:
+        """Set the tags and Object Lock retention sent with CreateMultipartUpload again on
+        the completed version: Ceph RGW 16.2 accepts both there but drops them, moto 5.2.1
+        drops the retention (AWS keeps both; setting them again is harmless). If that
+        fails, the new version is deleted (it must not stay visible without its tags or
+        lock) and the error raised."""
+        if "Tagging" not in extra and "ObjectLockMode" not in extra:
+            return
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if vid:
+            args["VersionId"] = str(vid)
+        try:
+            if "Tagging" in extra:
+                self._client.put_object_tagging(**args, Tagging={"TagSet": [
+                    {"Key": k, "Value": v}
+                    for k, v in parse_qsl(extra["Tagging"], keep_blank_values=True)]})
+            if "ObjectLockMode" in extra:
+                self._client.put_object_retention(**args, Retention={
+                    "Mode": extra["ObjectLockMode"],
+                    "RetainUntilDate": extra["ObjectLockRetainUntilDate"]})
+        except (BotoCoreError, ClientError) as e:
+            err = self._error(e, key)
+            try:
+                self._client.delete_object(**args)
+            except (BotoCoreError, ClientError) as e2:
+                logger.warning("%s: cannot delete the version left without its tags or lock: "
+                               "%s", self._where(key), self._error(e2, key),
+                               extra={"event": "s3.undo_failed"})
+            raise err from e
+
     def _upload_part(self, key: str, full: str, upload_id: str, number: int,
-                     view: memoryview) -> str:
+                     view: memoryview) -> tuple[str, bytes | None]:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, "UploadId": upload_id,
                                 "PartNumber": number, "Body": _View(view),
                                 "ContentLength": len(view)}
+        digest = None
         if self.content_md5:
-            args["ContentMD5"] = _md5(view)
+            digest = _md5(view)
+            args["ContentMD5"] = _b64(digest)
         try:
-            return str(self._client.upload_part(**args)["ETag"])
+            return str(self._client.upload_part(**args)["ETag"]), digest
         except (BotoCoreError, ClientError) as e:
             raise self._error(e, key) from e
 
@@ -669,16 +721,76 @@ class S3ObjectStore:
 
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None, retain_until: datetime | None = None,
     ) -> AbstractContextManager[S3Writer]:
-        """Atomic streamed write; ``metadata`` as ``x-amz-meta-*``, ``tags`` as object tags."""
+        """Atomic streamed write; ``metadata`` as ``x-amz-meta-*``, ``tags`` as object tags.
+        ``retain_until`` (future, aware): an Object Lock retention in ``lock_mode`` when
+        the bucket has Object Lock enabled (ignored otherwise)."""
         extra: dict[str, Any] = {"ContentType": "application/octet-stream"}
         if metadata:
             extra["Metadata"] = self._check_metadata(key, metadata)
         if tags:
             extra["Tagging"] = urlencode(self._check_tags(key, tags), quote_via=quote,
                                          safe="")
+        if retain_until is not None and self.object_lock_enabled():
+            if retain_until.tzinfo is None:
+                raise ValueError("retain_until: naive datetime; use an aware UTC datetime")
+            extra["ObjectLockMode"] = self.lock_mode
+            extra["ObjectLockRetainUntilDate"] = retain_until.astimezone(UTC)
         return S3Writer(self, key, extra)
+
+    def written_intact(self, put: PutResult) -> bool | None:
+        """HEAD the written version: its size and the server's ETag must equal what was
+        sent. None (read it back) when the ETag cannot be predicted: no Content-MD5, or a
+        server whose ETags are not MD5-based (e.g. AWS SSE-KMS)."""
+        if put.etag is None:
+            return None
+        h = self._head(put.key, put.version_id)
+        etag = str(h.get("ETag", ""))
+        if int(h["ContentLength"]) != put.size:
+            return False
+        if etag == put.etag:
+            return True
+        return None if not re.fullmatch(r'"[0-9a-f]{32}(-\d+)?"', etag) else False
+
+    def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:
+        """S3 legal hold ON/OFF on the version, where the bucket has Object Lock."""
+        if not self.object_lock_enabled():
+            return False
+        self.set_legal_hold(key, version_id=version_id, on=on)
+        return True
+
+    def discard_incomplete_writes(self) -> int:
+        """Abort every multipart upload under the prefix (left by a killed writer)."""
+        aborted = 0
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                    aborted += 1
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, "") from e
+        return aborted
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket has Object Lock enabled (asked once, then remembered)."""
+        if self._object_lock is None:
+            try:
+                conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+                self._object_lock = conf.get("ObjectLockConfiguration", {}).get(
+                    "ObjectLockEnabled") == "Enabled"
+            except ClientError as e:
+                code = str(e.response.get("Error", {}).get("Code", ""))
+                if code not in ("ObjectLockConfigurationNotFoundError", "NotImplemented",
+                                "MethodNotAllowed", "InvalidRequest"):
+                    raise self._error(e, "") from e
+                self._object_lock = False
+            except BotoCoreError as e:
+                raise self._error(e, "") from e
+        return self._object_lock
 
     def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
         """Stream the latest version (a buffered, ``readinto``-capable file)."""
@@ -691,7 +803,8 @@ class S3ObjectStore:
             resp = self._client.get_object(Bucket=self.bucket, Key=full)
         except (BotoCoreError, ClientError) as e:
             raise self._error(e, key) from e
-        reader = io.BufferedReader(_Body(resp["Body"], self, key), buffer_size=READ_BUFFER)
+        reader = io.BufferedReader(StreamBody(resp["Body"], lambda e: self._error(e, key)),
+                                    buffer_size=READ_BUFFER)
         with reader:
             yield cast(BinaryIO, reader)
 

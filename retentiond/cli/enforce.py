@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from retentiond.cli.common import (
@@ -95,10 +96,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_hold_add(args: argparse.Namespace) -> int:
     app = app_from(args, need_signer=False)
-    add_holds(app, args.ids, reason=args.reason, actor=args.actor or actor_default(), now=now())
+    warnings = add_holds(app, args.ids, reason=args.reason,
+                         actor=args.actor or actor_default(), now=now())
     for object_id in args.ids:
         print(f"held {object_id}")
-    return 0
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return EXIT_WARNINGS if warnings else 0
 
 
 def cmd_hold_remove(args: argparse.Namespace) -> int:
@@ -106,7 +110,9 @@ def cmd_hold_remove(args: argparse.Namespace) -> int:
     actor, t = args.actor or actor_default(), now()
     code = 0
     for object_id in args.ids:
-        n = remove_holds(app, object_id, reason=args.reason, actor=actor, now=t)
+        n, warning = remove_holds(app, object_id, reason=args.reason, actor=actor, now=t)
         print(f"released {n} hold(s) on {object_id}" if n else f"{object_id}: no active hold")
-        code = code if n else EXIT_WARNINGS
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        code = code if n and not warning else EXIT_WARNINGS
     return code

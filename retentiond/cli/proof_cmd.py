@@ -13,8 +13,10 @@ from urllib.parse import unquote, urlparse
 from retentiond.adapters.localfs_proofs import FileProofStore
 from retentiond.cli.common import Subparsers, app_from, print_json, settings_from
 from retentiond.errors import NotFoundError, StorageError, UsageError
+from retentiond.ports import ProofStore
 from retentiond.service.prooflog import ProofLog, verify_log
-from retentiond.service.wiring import VERIFIER_KEY_FILE, load_verifier
+from retentiond.service.wiring import VERIFIER_KEY_FILE, load_verifier, open_proof_store
+from retentiond.settings import check_s3_url
 
 WITNESS_FILE = "proof-verified.checkpoint"
 
@@ -45,7 +47,7 @@ def _local_path(location: str) -> Path:
     if location.startswith("file://"):
         return Path(unquote(urlparse(location).path))
     if "://" in location:
-        raise UsageError(f"--log {location}: only folders and file:// URLs are supported so far")
+        raise UsageError(f"--log {location}: a folder, a file:// or an s3:// URL")
     return Path(location)
 
 
@@ -66,16 +68,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = None
     if args.log is None or args.vkey is None:
         settings = settings_from(args)
-    log_dir = _local_path(args.log) if args.log else Path(settings.proofs)  # type: ignore[union-attr]
-    if not log_dir.is_dir():
-        raise NotFoundError(f"{log_dir}: no proof log here")
+    location = args.log or settings.proofs  # type: ignore[union-attr]
+    if location.startswith("s3://"):
+        log_dir: str | Path = check_s3_url(location, "--log")
+        store: ProofStore = open_proof_store(str(log_dir), settings)
+        if not store.list("checkpoint"):
+            raise NotFoundError(f"{log_dir}: no proof log here (no checkpoint)")
+    else:
+        log_dir = _local_path(location)
+        if not log_dir.is_dir():
+            raise NotFoundError(f"{log_dir}: no proof log here")
+        store = FileProofStore(log_dir)
     vkey = args.vkey or settings.keys_dir / VERIFIER_KEY_FILE  # type: ignore[union-attr]
     verifier = load_verifier(vkey)
     witness = args.witness
     if witness is None and settings is not None and args.log is None:
         witness = settings.state_dir / WITNESS_FILE
     last = witness.read_bytes() if witness is not None and witness.exists() else None
-    result = verify_log(FileProofStore(log_dir), verifier=verifier, origin=verifier.name,
+    result = verify_log(store, verifier=verifier, origin=verifier.name,
                         last_checkpoint=last)
     if witness is not None:
         _write_witness(witness, result.checkpoint)

@@ -3,13 +3,19 @@
 A sidecar is a JSON object. Unknown fields are refused (a typo such as ``"objecton"`` must
 not silently keep a recording the caller objected to); fields starting with ``x-`` are
 extensions and are ignored. Errors name the file, the line and the field.
+
+For buckets, the same fields may come as user metadata instead
+(``x-amz-meta-retentiond-call-id: 1234``: the field name with ``-`` for ``_``), parsed by
+``sidecar_from_metadata`` with the same validation.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
 
 from retentiond.core.model import LEGAL_BASES, MEDIA
 from retentiond.errors import InputError
@@ -84,10 +90,53 @@ def parse_sidecar(data: bytes, *, filename: str) -> Sidecar:
     if not isinstance(obj, dict):
         raise InputError(f"{filename}:1: sidecar must be a JSON object")
 
+    return _validated(obj, lambda key: f"{filename}:{_line_of(raw, key)}")
+
+
+METADATA_PREFIX = "retentiond-"
+
+
+def sidecar_from_metadata(metadata: Mapping[str, str]) -> Sidecar | None:
+    """The sidecar carried as ``x-amz-meta-retentiond-*`` object metadata (keys as boto3
+    returns them, lowercase, without ``x-amz-meta-``), or None if there is none.
+    Raises InputError naming the metadata key."""
+    obj: dict[str, object] = {}
+    for key, value in metadata.items():
+        if not key.lower().startswith(METADATA_PREFIX):
+            continue
+        name = key.lower()[len(METADATA_PREFIX):].replace("-", "_")
+        if name == "objection":
+            flag = value.strip().lower()
+            if flag not in ("true", "false"):
+                raise InputError(f"metadata: x-amz-meta-{key.lower()}: must be true or false")
+            obj[name] = flag == "true"
+        else:
+            obj[name] = _mime_decoded(value)
+    if not obj:
+        return None
+
+    def where(name: str) -> str:
+        return "metadata: x-amz-meta-" + METADATA_PREFIX + name.replace("_", "-")
+
+    return _validated(obj, where, name_fields=False)
+
+
+def _mime_decoded(value: str) -> str:
+    """S3 metadata is ASCII: clients send other text RFC 2047-encoded (``=?UTF-8?B?...?=``)."""
+    if not value.startswith("=?"):
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return value
+
+
+def _validated(obj: Mapping[str, object], place: Callable[[str], str], *,
+               name_fields: bool = True) -> Sidecar:
     values: dict[str, object] = {}
     for key, value in obj.items():
-        line = _line_of(raw, key)
-        where = f"{filename}:{line}: {key}"
+        line = place(key)
+        where = f"{line}: {key}" if name_fields else line
         if key.startswith("x-"):
             continue
         if key not in FIELDS:
@@ -110,7 +159,7 @@ def parse_sidecar(data: bytes, *, filename: str) -> Sidecar:
             try:
                 values[key] = parse_datetime(value, what="recorded_at")
             except ValueError as e:
-                raise InputError(f"{filename}:{line}: {e}") from None
+                raise InputError(f"{line}: {e}") from None
             continue
         if key == "legal_basis" and value not in LEGAL_BASES:
             raise InputError(

@@ -20,12 +20,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from types import FrameType
 
 from retentiond.adapters.fswatch import InboxWatcher
 from retentiond.adapters.localfs import InboxFile, scan_inbox
-from retentiond.errors import ConfigError, RetentiondError
+from retentiond.adapters.s3_inbox import S3Candidate
+from retentiond.core.sidecar import METADATA_PREFIX
+from retentiond.errors import EXIT_OK, EXIT_WARNINGS, ConfigError, RetentiondError
 from retentiond.service.ingest import Ingestor, IngestOutcome
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
 from retentiond.service.wiring import App, load_keys, load_policy
@@ -36,48 +37,59 @@ logger = logging.getLogger(__name__)
 MAX_SLEEP_SECONDS = 60.0
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A recording waiting in an inbox (a file or a bucket object)."""
+
+    ident: str  # its source: path or s3:// URL
+    signature: tuple[object, ...]  # changes when the recording or its sidecar changes
+    has_sidecar: bool
+    item: InboxFile | S3Candidate
+    atomic: bool = False  # an object is complete once visible: no settle time
+    server_age: float = 0.0  # seconds since the store wrote it (objects only)
+
+
 @dataclass
 class Settler:
-    """Tracks inbox files until they stop changing (monotonic clock, seconds)."""
+    """Tracks inbox recordings until they are ready (monotonic clock, seconds)."""
 
     settle: float
     sidecar_wait: float
-    _seen: dict[Path, tuple[tuple[object, ...], float]] = field(default_factory=dict)
+    _seen: dict[str, tuple[tuple[object, ...], float]] = field(default_factory=dict)
 
     def observe(
-        self, files: list[InboxFile], *, mono: float, now: datetime
-    ) -> tuple[list[InboxFile], float | None]:
-        """(files ready now, seconds until the next one may be ready or None)."""
-        ready: list[InboxFile] = []
+        self, candidates: list[Candidate], *, mono: float
+    ) -> tuple[list[Candidate], float | None]:
+        """(candidates ready now, seconds until the next one may be ready or None)."""
+        ready: list[Candidate] = []
         next_in: float | None = None
-        current = {f.path for f in files}
-        for path in list(self._seen):
-            if path not in current:
-                del self._seen[path]
-        for f in files:
-            sig = (f.size, f.mtime, f.sidecar_mtime)
-            prev = self._seen.get(f.path)
-            if prev is None or prev[0] != sig:
-                self._seen[f.path] = (sig, mono)
+        current = {c.ident for c in candidates}
+        for ident in list(self._seen):
+            if ident not in current:
+                del self._seen[ident]
+        for c in candidates:
+            prev = self._seen.get(c.ident)
+            if prev is None or prev[0] != c.signature:
+                self._seen[c.ident] = (c.signature, mono)
                 first = mono
             else:
                 first = prev[1]
             stable_for = mono - first
-            # observed time only: an mtime preserved by `cp -p` or rsync says nothing about
-            # whether the sidecar is still on its way
-            age = stable_for
-            if stable_for < self.settle:
+            # files: observed time only (an mtime preserved by `cp -p` or rsync says nothing
+            # about whether the sidecar is on its way); objects: S3 sets LastModified itself
+            age = max(stable_for, c.server_age) if c.atomic else stable_for
+            if not c.atomic and stable_for < self.settle:
                 wait = self.settle - stable_for
-            elif f.sidecar is not None or age >= self.sidecar_wait:
-                ready.append(f)
+            elif c.has_sidecar or age >= self.sidecar_wait:
+                ready.append(c)
                 continue
             else:
                 wait = self.sidecar_wait - age
             next_in = wait if next_in is None else min(next_in, wait)
         return ready, next_in
 
-    def forget(self, path: Path) -> None:
-        self._seen.pop(path, None)
+    def forget(self, ident: str) -> None:
+        self._seen.pop(ident, None)
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,15 @@ class PassReport:
     def has_warnings(self) -> bool:
         bad = any(o.outcome != "stored" for o in self.ingested) or self.pending > 0
         return bad or (self.sweep is not None and self.sweep.has_warnings)
+
+    @property
+    def exit_code(self) -> int:
+        """``run --once``: the most specific failure code among recordings that failed
+        (e.g. 5 storage, 4 bad input), else 1 with warnings, else 0."""
+        failed = [o.exit_code for o in self.ingested if o.outcome == "failed"]
+        if failed:
+            return max(failed)
+        return EXIT_WARNINGS if self.has_warnings else EXIT_OK
 
 
 class Daemon:
@@ -105,21 +126,57 @@ class Daemon:
         self._reload = False
         self._sleep = sleep
         self.inbox_errors = 0
+        self._metadata_seen: dict[str, tuple[str, bool]] = {}
 
     # -- one pass ---------------------------------------------------------------------
 
-    def _inbox_files(self) -> list[tuple[Path, InboxFile]]:
-        out: list[tuple[Path, InboxFile]] = []
-        for root in self.app.settings.inbox:
-            root_path = Path(root)
+    def _candidates(self, *, now: datetime) -> list[Candidate]:
+        out: list[Candidate] = []
+        for root_path in self.app.folder_inboxes:
             if not root_path.is_dir():
                 self.inbox_errors += 1
                 self.app.metrics.errors.labels(stage="watch").inc()
-                logger.error("inbox %s is not a folder", root, extra={"event": "inbox.missing"})
+                logger.error("inbox %s is not a folder", root_path,
+                             extra={"event": "inbox.missing"})
                 continue
-            out.extend((root_path, f) for f in scan_inbox(root_path))
+            out.extend(Candidate(ident=str(f.path), signature=(f.size, f.mtime, f.sidecar_mtime),
+                                 has_sidecar=f.sidecar is not None, item=f)
+                       for f in scan_inbox(root_path))
             self.ingestor.apply_late_sidecars(root_path, now=self.app.clock.now())
+        for inbox in self.app.s3_inboxes:
+            try:
+                listed, orphans = inbox.scan()
+                self.ingestor.apply_late_object_sidecars(inbox, orphans, now=now)
+            except RetentiondError as e:
+                self.inbox_errors += 1
+                self.app.metrics.errors.labels(stage="watch").inc()
+                logger.error("cannot list inbox %s: %s", inbox.url, e,
+                             extra={"event": "inbox.unreachable"})
+                continue
+            out.extend(self._object_candidate(c, now=now) for c in listed)
         return out
+
+    def _object_candidate(self, c: S3Candidate, *, now: datetime) -> Candidate:
+        """A bucket recording. Without a ``KEY.json`` it is HEADed once (per ETag) to see
+        whether it carries its sidecar as ``x-amz-meta-retentiond-*`` metadata."""
+        has_sidecar = c.sidecar is not None
+        age = (now - c.item.modified).total_seconds()
+        if not has_sidecar and age < self.app.settings.sidecar_wait_seconds:
+            known = self._metadata_seen.get(c.source)
+            if known is None or known[0] != c.item.etag:
+                try:
+                    head = c.inbox.current(c.key)
+                    meta = head is not None and any(
+                        k.startswith(METADATA_PREFIX) for k in head.metadata)
+                except RetentiondError:
+                    meta = False
+                known = (c.item.etag, meta)
+                self._metadata_seen[c.source] = known
+            has_sidecar = known[1]
+        return Candidate(ident=c.source, item=c, atomic=True, server_age=max(0.0, age),
+                         signature=(c.item.etag, c.item.size,
+                                    c.sidecar.etag if c.sidecar else None),
+                         has_sidecar=has_sidecar)
 
     def ingest_ready(
         self, *, now: datetime, budget: float | None = None
@@ -127,29 +184,32 @@ class Daemon:
         """Ingest settled inbox files, for at most ``budget`` seconds (so a large backlog
         cannot delay deletions). Returns (outcomes, next check in s, still pending)."""
         started = self.app.clock.monotonic()
-        files = self._inbox_files()
-        by_path = {f.path: root for root, f in files}
-        ready, next_in = self.settler.observe([f for _, f in files],
-                                              mono=self.app.clock.monotonic(), now=now)
+        candidates = self._candidates(now=now)
+        pending = {c.ident for c in candidates}
+        self._metadata_seen = {k: v for k, v in self._metadata_seen.items() if k in pending}
+        ready, next_in = self.settler.observe(candidates, mono=self.app.clock.monotonic())
         outcomes = []
-        for f in ready:
+        for c in ready:
             if self._stop:
                 break
             if budget is not None and self.app.clock.monotonic() - started > budget:
                 next_in = 0.0  # more is ready: come back right after the sweep
                 break
             try:
-                outcome = self.ingestor.ingest(f.root, f.relpath, now=now)
+                if isinstance(c.item, InboxFile):
+                    outcome = self.ingestor.ingest(c.item.root, c.item.relpath, now=now)
+                else:
+                    outcome = self.ingestor.ingest_object(c.item.inbox, c.item.key, now=now)
             except Exception:  # a bug must not stop the other recordings
                 self.app.metrics.errors.labels(stage="ingest").inc()
-                logger.exception("unexpected failure ingesting %s; left in place", f.path,
+                logger.exception("unexpected failure ingesting %s; left in place", c.ident,
                                  extra={"event": "ingest.bug"})
-                outcome = IngestOutcome(str(f.path), "failed", message="internal error")
+                outcome = IngestOutcome(c.ident, "failed", message="internal error")
             if outcome.outcome != "changed":
-                self.settler.forget(f.path)
+                self.settler.forget(c.ident)
             outcomes.append(outcome)
-            del by_path[f.path]
-        return outcomes, next_in, len(by_path)
+            pending.discard(c.ident)
+        return outcomes, next_in, len(pending)
 
     def run_once(self, *, wait: bool = True) -> PassReport:
         """Do all pending work: recover, ingest everything (waiting for files to settle when
@@ -158,8 +218,21 @@ class Daemon:
         with app.exclusive("daemon", wait=False):
             return self._run_once(wait=wait)
 
+    def start_proof_log(self) -> None:
+        """A log in a new bucket prefix has no checkpoint yet: publish the empty one (as
+        ``init`` does for a folder) so ``proof verify`` passes from day one."""
+        app = self.app
+        try:
+            with app.proof_lock, app.exclusive("proof-log"):
+                app.proof_log.initialize()
+        except RetentiondError as e:
+            app.metrics.errors.labels(stage="proof").inc()
+            logger.error("cannot initialise the proof log: %s (retried by the next sweep)",
+                         e, extra={"event": "proof.init_failed"})
+
     def _run_once(self, *, wait: bool) -> PassReport:
         app = self.app
+        self.start_proof_log()
         self.ingestor.recover()
         outcomes: list[IngestOutcome] = []
         pending = 0
@@ -244,8 +317,9 @@ class Daemon:
 
     def _run_forever(self) -> int:
         app = self.app
-        watcher = InboxWatcher([Path(p) for p in app.settings.inbox], on_change=self._wake.set)
+        watcher = InboxWatcher(list(app.folder_inboxes), on_change=self._wake.set)
         watcher.start()
+        self.start_proof_log()
         logger.info("retentiond running: inbox %s, vault %s, policy %s",
                     ", ".join(app.settings.inbox), app.settings.vault, app.policy.name,
                     extra={"event": "daemon.started"})

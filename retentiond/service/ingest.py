@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -41,10 +42,17 @@ from retentiond.adapters.localfs import (
     read_small,
     unlink_if_same,
 )
+from retentiond.adapters.s3_inbox import Pinned, S3Inbox
 from retentiond.core.classify import Classification, Overrides, classify
 from retentiond.core.decide import due_date
 from retentiond.core.model import QUARANTINE, Recording, State
-from retentiond.core.sidecar import MAX_SIDECAR_BYTES, Sidecar, parse_sidecar
+from retentiond.core.policy import Policy
+from retentiond.core.sidecar import (
+    MAX_SIDECAR_BYTES,
+    Sidecar,
+    parse_sidecar,
+    sidecar_from_metadata,
+)
 from retentiond.crypto.envelope import new_data_key, seal_bytes, seal_stream
 from retentiond.errors import (
     EXIT_BAD_INPUT,
@@ -58,6 +66,7 @@ from retentiond.errors import (
     StorageError,
 )
 from retentiond.faults import crashpoint
+from retentiond.ports import PutResult
 from retentiond.service.wiring import App
 
 logger = logging.getLogger(__name__)
@@ -80,6 +89,32 @@ class IngestOutcome:
     purpose: str | None = None
     message: str = ""
     exit_code: int = EXIT_WARNINGS  # what `retentiond ingest` exits with for this file
+
+
+@dataclass(frozen=True)
+class Source:
+    """The recording being ingested, wherever it came from (a drop folder or a bucket):
+    what classification needs, and how to check and remove the plaintext afterwards."""
+
+    source: str  # catalog ``source``: a path or an s3:// URL
+    relpath: str  # relative to the inbox root, for the policy's classification rules
+    mtime: datetime
+    size: int | None  # expected plaintext size, checked after reading
+    unchanged: Callable[[], bool]  # is it still exactly what was read?
+    remove: Callable[[], None]  # remove the plaintext (and its sidecar) once stored
+
+
+def vault_labels(rec: Recording, *, policy: Policy) -> tuple[dict[str, str], dict[str, str]]:
+    """(object tags, object metadata) the vault copy carries (SPEC section 1, "tags"):
+    purpose, legal basis, policy name and SHA-256, delete-after. No personal data: these
+    are visible to anyone who may list the bucket."""
+    due, _, _ = due_date(rec, policy=policy)
+    tags = {"retentiond-purpose": rec.purpose, "retentiond-legal-basis": rec.legal_basis or "none",
+            "retentiond-policy": rec.policy_name,
+            "retentiond-delete-after": due.isoformat() if due is not None else "unknown"}
+    metadata = {"retentiond-object-id": rec.id, "retentiond-format": "rtd1",
+                "retentiond-policy-sha256": rec.policy_sha256}
+    return tags, metadata
 
 
 def vault_key(object_id: str) -> str:
@@ -193,6 +228,9 @@ class Ingestor:
     def __init__(self, app: App) -> None:
         self.app = app
         self._reported_late: set[str] = set()
+        self._guard = threading.Lock()
+        self._discarded_at: float | None = None
+        self._in_progress: set[str] = set()
         self._orphans_seen: dict[Path, float] = {}
 
     # -- crash recovery ---------------------------------------------------------------
@@ -229,15 +267,25 @@ class Ingestor:
         for rec in app.catalog.query(inbox_pending=True):
             self._remove_stored_plaintext(rec)
             repaired += 1
-        stale = getattr(app.vault, "stale_temporaries", None)
-        if stale is not None:
-            for tmp in stale():
-                tmp.unlink(missing_ok=True)
+        mono = app.clock.monotonic()
+        if self._discarded_at is not None and \
+                mono - self._discarded_at < app.settings.reconcile_interval_seconds:
+            return repaired  # a listing request on S3: at start-up, then now and then
+        try:
+            app.vault.discard_incomplete_writes()
+            self._discarded_at = mono
+        except StorageError as e:
+            app.metrics.errors.labels(stage="vault").inc()
+            logger.warning("cannot discard interrupted vault writes: %s", e,
+                           extra={"event": "ingest.recover_failed"})
         return repaired
 
     def _remove_stored_plaintext(self, rec: Recording) -> None:
         """After a crash between catalog commit and unlink: remove the plaintext if it is
         the very content that was stored, and its sidecar with it."""
+        if rec.source.startswith("s3://"):
+            self._remove_stored_object(rec)
+            return
         src = Path(rec.source)
         try:
             dfd = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -266,6 +314,38 @@ class Ingestor:
                     unlink_if_same(src.name + SIDECAR_SUFFIX, sidecar[1], dir_fd=dfd)
         finally:
             os.close(dfd)
+        self.app.catalog.clear_inbox_pending(rec.id)
+
+    def _remove_stored_object(self, rec: Recording) -> None:
+        """``_remove_stored_plaintext`` for a bucket inbox. A storage error leaves the row
+        pending: the next recovery tries again."""
+        inbox = self.app.s3_inbox_of(rec.source)
+        if inbox is None:  # the inbox left the configuration: nothing we may touch
+            logger.warning("stored recording %s came from a bucket inbox no longer "
+                           "configured; its plaintext was not removed", rec.id,
+                           extra={"event": "ingest.source_unknown", "object_id": rec.id})
+            self.app.catalog.clear_inbox_pending(rec.id)
+            return
+        key = inbox.key_of(rec.source) or ""
+        try:
+            with inbox.open(key) as (fh, pinned):
+                digest = _sha256_stream(fh)[1]
+            if digest != rec.plaintext_sha256:
+                logger.warning("a different object now has the key of stored recording %s; "
+                               "left for ingest as a new recording", rec.id,
+                               extra={"event": "ingest.source_changed", "object_id": rec.id})
+            else:
+                inbox.remove(pinned)
+                sidecar = inbox.current(key + SIDECAR_SUFFIX)
+                if sidecar is not None:
+                    inbox.remove(sidecar)
+        except ObjectNotFoundError:
+            pass
+        except StorageError as e:
+            self.app.metrics.errors.labels(stage="ingest").inc()
+            logger.warning("cannot finish removing the plaintext of %s: %s (retried)", rec.id,
+                           e, extra={"event": "ingest.recover_failed", "object_id": rec.id})
+            return
         self.app.catalog.clear_inbox_pending(rec.id)
 
     # -- the ingest path --------------------------------------------------------------
@@ -329,6 +409,72 @@ class Ingestor:
             app.metrics.ingest_duration.observe(app.clock.monotonic() - started)
         return outcome
 
+    def ingest_object(
+        self, inbox: S3Inbox, key: str, *, overrides: Overrides = NO_OVERRIDES, now: datetime,
+    ) -> IngestOutcome:
+        """Ingest the object ``key`` of a bucket inbox: the same path as a file, with the
+        sidecar from ``KEY.json`` (else ``x-amz-meta-retentiond-*`` metadata), identity
+        pinned by ETag and version id, and removal of exactly the version read."""
+        app = self.app
+        started = app.clock.monotonic()
+        source = inbox.url_of(key)
+        with self._guard:
+            if source in self._in_progress:
+                return IngestOutcome(source, "busy", message=f"{source}: being ingested")
+            self._in_progress.add(source)
+        try:
+            with app.exclusive("ingest", shared=True), inbox.open(key) as (fh, pinned):
+                sidecar, error, sidecar_pin = self._object_sidecar(inbox, pinned)
+
+                def remove() -> None:
+                    if not inbox.remove(pinned):
+                        logger.warning("a stored recording was replaced in its bucket inbox "
+                                       "meanwhile; the new object is left for its own ingest",
+                                       extra={"event": "ingest.source_changed"})
+                    if sidecar_pin is not None and not inbox.remove(sidecar_pin):
+                        logger.warning("the sidecar of a stored recording changed after it "
+                                       "was read; left in the inbox",
+                                       extra={"event": "ingest.sidecar_changed"})
+
+                src = Source(source=source, relpath=key, mtime=pinned.modified,
+                             size=pinned.size, unchanged=lambda: inbox.unchanged(pinned),
+                             remove=remove)
+                outcome = self._ingest_stream(fh, src, sidecar=sidecar, sidecar_error=error,
+                                              overrides=overrides, now=now)
+        except ObjectNotFoundError:
+            return IngestOutcome(source, "gone", message=f"{source}: no such object")
+        except RetentiondError as e:
+            app.metrics.errors.labels(stage="ingest").inc()
+            app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
+            logger.error("ingest failed: %s", e, extra={"event": "ingest.failed"})
+            return IngestOutcome(source, "failed", message=str(e), exit_code=e.exit_code)
+        finally:
+            with self._guard:
+                self._in_progress.discard(source)
+        if outcome.outcome in ("stored", "quarantined"):
+            app.metrics.ingest_duration.observe(app.clock.monotonic() - started)
+        return outcome
+
+    @staticmethod
+    def _object_sidecar(
+        inbox: S3Inbox, pinned: Pinned
+    ) -> tuple[Sidecar | None, str | None, Pinned | None]:
+        """(sidecar, error, pinned sidecar object) of a bucket recording."""
+        try:
+            got = inbox.read_small(pinned.key + SIDECAR_SUFFIX, limit=MAX_SIDECAR_BYTES)
+        except InputError as e:
+            return None, f"sidecar: {e}", None
+        if got is not None:
+            data, sidecar_pin = got
+            try:
+                return parse_sidecar(data, filename="sidecar"), None, sidecar_pin
+            except InputError as e:
+                return None, str(e), sidecar_pin
+        try:
+            return sidecar_from_metadata(pinned.metadata), None, None
+        except InputError as e:
+            return None, str(e), None
+
     @staticmethod
     def _same_file(name: str, dir_fd: int, identity: Identity) -> bool:
         try:
@@ -341,14 +487,34 @@ class Ingestor:
         self, fh: BinaryIO, *, path: Path, dir_fd: int, name: str, relpath: str,
         before: os.stat_result, overrides: Overrides, now: datetime,
     ) -> IngestOutcome:
+        sidecar, sidecar_error, sidecar_id = read_sidecar(name, dir_fd=dir_fd)
+
+        def remove() -> None:
+            unlink_if_same(name, Identity.of(before), dir_fd=dir_fd)
+            if sidecar_id is not None and not unlink_if_same(name + SIDECAR_SUFFIX, sidecar_id,
+                                                             dir_fd=dir_fd):
+                logger.warning("the sidecar of a stored recording changed after it was read; "
+                               "left in the inbox", extra={"event": "ingest.sidecar_changed"})
+
+        src = Source(source=str(path), relpath=relpath,
+                     mtime=datetime.fromtimestamp(before.st_mtime, UTC), size=before.st_size,
+                     unchanged=lambda: self._same_file(name, dir_fd, Identity.of(before)),
+                     remove=remove)
+        return self._ingest_stream(fh, src, sidecar=sidecar, sidecar_error=sidecar_error,
+                                   overrides=overrides, now=now)
+
+    def _ingest_stream(
+        self, fh: BinaryIO, src: Source, *, sidecar: Sidecar | None,
+        sidecar_error: str | None, overrides: Overrides, now: datetime,
+    ) -> IngestOutcome:
+        """The common path: classify, encrypt into the vault, verify, catalog, remove."""
         app = self.app
         policy = app.policy
-        sidecar, sidecar_error, sidecar_id = read_sidecar(name, dir_fd=dir_fd)
+        path = src.source
         if sidecar_error is not None:
             logger.warning("%s", sidecar_error, extra={"event": "ingest.bad_sidecar"})
         cls = classify(
-            policy=policy, relpath=relpath,
-            mtime=datetime.fromtimestamp(before.st_mtime, UTC), now=now,
+            policy=policy, relpath=src.relpath, mtime=src.mtime, now=now,
             sidecar=sidecar, sidecar_error=sidecar_error, overrides=overrides,
         )
         object_id = secrets.token_hex(16)
@@ -359,25 +525,28 @@ class Ingestor:
                        label=NOTES_LABEL)
             if cls.notes else None
         )
-        rec = self._new_record(cls, object_id=object_id, source=str(path), now=now,
+        rec = self._new_record(cls, object_id=object_id, source=src.source, now=now,
                                kek_id=wrapped.kek_id)
         app.catalog.insert_ingesting(rec, wrapped=wrapped, notes_sealed=notes_sealed)
         crashpoint("ingest.after_catalog_insert")
+        tags, metadata = vault_labels(rec, policy=policy)
+        lock_until = rec.retain_until if rec.retain_until is not None and \
+            rec.retain_until > now else None
         try:
-            with app.vault.writer(rec.location, metadata={}, tags={}) as w:
+            with app.vault.writer(rec.location, metadata=metadata, tags=tags,
+                                  retain_until=lock_until) as w:
                 sealed = seal_stream(
                     fh, w, data_key=data_key, object_id=object_id, purpose=cls.purpose,
                 )
                 crashpoint("ingest.before_vault_commit")
             put = w.result
             crashpoint("ingest.after_vault_write")
-            self._verify_vault_copy(rec.location, sealed.ciphertext_size,
-                                    sealed.ciphertext_sha256)
-            if not self._same_file(name, dir_fd, Identity.of(before)) or (
-                sealed.plaintext_size != before.st_size
+            self._verify_vault_copy(put, sealed.ciphertext_size, sealed.ciphertext_sha256)
+            if not src.unchanged() or (
+                src.size is not None and sealed.plaintext_size != src.size
             ):
                 self._undo(rec)
-                return IngestOutcome(str(path), "changed",
+                return IngestOutcome(path, "changed",
                                      message=f"{path}: changed while being ingested; "
                                      "retried later")
             score_input = cls.call_id if cls.call_id else f"sha256:{sealed.plaintext_sha256}"
@@ -395,12 +564,7 @@ class Ingestor:
             self._undo(rec)
             raise
         crashpoint("ingest.after_mark_stored")
-        unlink_if_same(name, Identity.of(before), dir_fd=dir_fd)
-        if sidecar_id is not None and not unlink_if_same(name + SIDECAR_SUFFIX, sidecar_id,
-                                                         dir_fd=dir_fd):
-            logger.warning("the sidecar of %s changed after it was read; left in the inbox",
-                           object_id, extra={"event": "ingest.sidecar_changed",
-                                             "object_id": object_id})
+        src.remove()
         crashpoint("ingest.after_unlink")
         app.catalog.clear_inbox_pending(object_id)
         outcome = "quarantined" if cls.quarantined else "stored"
@@ -414,7 +578,7 @@ class Ingestor:
         else:
             logger.info("stored %s (%s)", object_id, cls.purpose,
                         extra={"event": "ingest.stored", "object_id": object_id})
-        return IngestOutcome(str(path), outcome, object_id, label,
+        return IngestOutcome(path, outcome, object_id, label,
                              cls.quarantine_reason or "",
                              exit_code=EXIT_WARNINGS if cls.quarantined else EXIT_OK)
 
@@ -465,26 +629,66 @@ class Ingestor:
                 continue
             try:
                 sidecar, error, identity = read_sidecar(name, dir_fd=dfd)
-                if sidecar is not None and sidecar.objection and identity is not None:
-                    self.app.catalog.set_objection(rec.id)
-                    self.app.audit.append(action="objection", actor="sidecar",
-                                          reason="late sidecar with objection: true",
-                                          now=now, object_id=rec.id)
-                    unlink_if_same(name + SIDECAR_SUFFIX, identity, dir_fd=dfd)
+                if identity is not None and self._late_sidecar(
+                        rec, sidecar, error, now=now,
+                        remove=functools.partial(unlink_if_same, name + SIDECAR_SUFFIX,
+                                                 identity, dir_fd=dfd)):
                     applied += 1
-                    logger.warning("late sidecar: objection applied to %s", rec.id,
-                                   extra={"event": "ingest.late_objection",
-                                          "object_id": rec.id})
-                elif rec.id not in self._reported_late:
-                    self._reported_late.add(rec.id)
-                    self.app.metrics.errors.labels(stage="ingest").inc()
-                    logger.warning("a sidecar arrived after recording %s was ingested; not "
-                                   "applied (only an objection is)%s", rec.id,
-                                   f": {error}" if error else "",
-                                   extra={"event": "ingest.late_sidecar", "object_id": rec.id})
             finally:
                 os.close(dfd)
         return applied
+
+    def apply_late_object_sidecars(self, inbox: S3Inbox, sidecar_keys: list[str], *,
+                                   now: datetime) -> int:
+        """``apply_late_sidecars`` for a bucket inbox: ``sidecar_keys`` are the
+        ``KEY.json`` objects listed without their recording. The recording's upload time
+        is known here (S3 LastModified), so no extra wait is needed."""
+        applied = 0
+        for skey in sidecar_keys:
+            source = inbox.url_of(skey[: -len(SIDECAR_SUFFIX)])
+            recs = self.app.catalog.query(source=source,
+                                          states=[State.ACTIVE, State.QUARANTINED])
+            if not recs:
+                continue  # waiting for its recording
+            try:
+                got = inbox.read_small(skey, limit=MAX_SIDECAR_BYTES)
+            except (InputError, StorageError) as e:
+                self._late_sidecar(recs[-1], None, f"sidecar: {e}", now=now,
+                                   remove=lambda: False)
+                continue
+            if got is None:
+                continue
+            data, pinned = got
+            try:
+                sidecar, error = parse_sidecar(data, filename="sidecar"), None
+            except InputError as e:
+                sidecar, error = None, str(e)
+            if self._late_sidecar(recs[-1], sidecar, error, now=now,
+                                  remove=functools.partial(inbox.remove, pinned)):
+                applied += 1
+        return applied
+
+    def _late_sidecar(self, rec: Recording, sidecar: Sidecar | None, error: str | None, *,
+                      now: datetime, remove: Callable[[], object]) -> bool:
+        """Apply an objection found in a late sidecar (then ``remove`` it); report any
+        other late sidecar once. Returns whether an objection was applied."""
+        if sidecar is not None and sidecar.objection:
+            self.app.catalog.set_objection(rec.id)
+            self.app.audit.append(action="objection", actor="sidecar",
+                                  reason="late sidecar with objection: true",
+                                  now=now, object_id=rec.id)
+            remove()
+            logger.warning("late sidecar: objection applied to %s", rec.id,
+                           extra={"event": "ingest.late_objection", "object_id": rec.id})
+            return True
+        if rec.id not in self._reported_late:
+            self._reported_late.add(rec.id)
+            self.app.metrics.errors.labels(stage="ingest").inc()
+            logger.warning("a sidecar arrived after recording %s was ingested; not "
+                           "applied (only an objection is)%s", rec.id,
+                           f": {error}" if error else "",
+                           extra={"event": "ingest.late_sidecar", "object_id": rec.id})
+        return False
 
     def _new_record(
         self, cls: Classification, *, object_id: str, source: str, now: datetime, kek_id: str
@@ -501,7 +705,14 @@ class Ingestor:
             kek_id=kek_id, retain_until=cls.retain_until,
         )
 
-    def _verify_vault_copy(self, key: str, size: int, sha256: str) -> None:
+    def _verify_vault_copy(self, put: PutResult, size: int, sha256: str) -> None:
+        key = put.key
+        vouched = self.app.vault.written_intact(put)
+        if vouched is False:
+            raise IntegrityError(f"vault {key}: the store's checksum after write differs from "
+                                 "the bytes sent")
+        if vouched:  # S3: the server's MD5-based ETag matches every byte we sent
+            return
         info = self.app.vault.head(key)
         if info.size != size:
             raise IntegrityError(f"vault {key}: size {info.size} after write, expected {size}")

@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from prometheus_client import CollectorRegistry
 
 from retentiond.adapters.localfs import LocalObjectStore
 from retentiond.adapters.localfs_proofs import FileProofStore
+from retentiond.adapters.s3 import LockMode, S3Client, S3ObjectStore, make_s3_client
+from retentiond.adapters.s3_inbox import S3Inbox
+from retentiond.adapters.s3_proofs import S3ProofStore
 from retentiond.adapters.sqlite_catalog import SQLiteCatalog
 from retentiond.clock import Clock, SystemClock
 from retentiond.core.policy import Policy, load_policy_dir
@@ -22,7 +26,7 @@ from retentiond.crypto.keys import FileKeyProvider
 from retentiond.crypto.signing import NoteSigner, NoteVerifier
 from retentiond.errors import BusyError, ConfigError, StorageError
 from retentiond.metrics import Metrics
-from retentiond.ports import KeyProvider, ObjectStore
+from retentiond.ports import KeyProvider, ObjectStore, ProofStore
 from retentiond.service.audit import AuditLog
 from retentiond.service.prooflog import ProofLog
 from retentiond.settings import Settings
@@ -71,7 +75,16 @@ class App:
     proof_log: ProofLog
     audit: AuditLog
     metrics: Metrics
+    s3_inboxes: tuple[S3Inbox, ...] = ()
     proof_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def folder_inboxes(self) -> tuple[Path, ...]:
+        return tuple(Path(u) for u in self.settings.inbox if not is_s3(u))
+
+    def s3_inbox_of(self, source: str) -> S3Inbox | None:
+        """The bucket inbox an ``s3://`` source URL belongs to."""
+        return next((i for i in self.s3_inboxes if i.key_of(source)), None)
 
     def close(self) -> None:
         self.catalog.close()
@@ -112,7 +125,9 @@ def build_app(
 ) -> App:
     """Open stores, keys, policy and logs. Raises ConfigError / StorageError."""
     for key, location in (("vault", settings.vault), ("proofs", settings.proofs)):
-        if not Path(location).is_dir():  # a typo must not silently start an empty store
+        if not is_s3(location) and not Path(location).is_dir():
+            # a typo must not silently start an empty store (a missing bucket is reported
+            # by name on first use, and by /readyz)
             raise ConfigError(f"{settings.config_file}: {key}: {location} is not a folder "
                               "(create it, or fix the path)")
     keys = load_keys(settings)
@@ -132,12 +147,46 @@ def build_app(
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(f"{settings.state_dir}: {e.strerror}") from None
+    client = s3_client(settings) if any(
+        is_s3(u) for u in (settings.vault, settings.proofs, *settings.inbox)) else None
+    vault: ObjectStore
+    proofs: ProofStore
+    if is_s3(settings.vault):
+        vault = S3ObjectStore.from_url(settings.vault, client=client,
+                                       lock_mode=cast(LockMode, settings.s3_object_lock_mode))
+    else:
+        vault = LocalObjectStore(Path(settings.vault))
+    proofs = open_proof_store(settings.proofs, settings, client=client)
+    s3_inboxes = tuple(S3Inbox.from_url(u, client=client) for u in settings.inbox if is_s3(u))
     catalog = SQLiteCatalog(settings.catalog_path)
-    vault = LocalObjectStore(Path(settings.vault))
-    proofs = FileProofStore(Path(settings.proofs))
     proof_log = ProofLog(proofs, origin=settings.proof_origin, verifier=verifier, signer=signer)
     return App(
         settings=settings, clock=clock or SystemClock(), catalog=catalog, vault=vault,
         keys=keys, policy=policy, proof_log=proof_log, audit=AuditLog(settings.audit_log),
         metrics=Metrics(registry if registry is not None else CollectorRegistry()),
+        s3_inboxes=s3_inboxes,
     )
+
+
+def is_s3(location: str) -> bool:
+    return location.startswith("s3://")
+
+
+def open_proof_store(location: str, settings: Settings | None, *,
+                     client: S3Client | None = None) -> ProofStore:
+    """The proof log's store: a folder or an ``s3://bucket/prefix/`` (client settings from
+    ``settings``, else the AWS chain alone, e.g. ``AWS_ENDPOINT_URL``)."""
+    if is_s3(location):
+        if client is None:
+            client = s3_client(settings) if settings is not None else make_s3_client()
+        return S3ProofStore.from_url(location, client=client)
+    return FileProofStore(Path(location))
+
+
+def s3_client(settings: Settings) -> S3Client:
+    """One boto3 client for every s3:// location (credentials from the AWS chain)."""
+    s3 = settings.s3
+    return make_s3_client(
+        endpoint_url=s3.get("endpoint_url"), region=s3.get("region"),
+        addressing_style=s3.get("addressing_style", "auto"), profile=s3.get("profile"),
+        max_attempts=settings.s3_max_attempts)

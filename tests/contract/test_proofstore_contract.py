@@ -9,6 +9,7 @@ import pytest
 
 from retentiond.adapters.localfs_proofs import FileProofStore
 from retentiond.adapters.memory_proofs import MemoryProofStore
+from retentiond.adapters.s3_proofs import S3ProofStore
 from retentiond.errors import ProofError, StorageError
 from retentiond.ports import ProofStore
 
@@ -16,11 +17,18 @@ Factory = Callable[[Path], ProofStore]
 STORES = [
     pytest.param(lambda p: FileProofStore(p / "proofs"), id="file"),
     pytest.param(lambda p: MemoryProofStore(), id="memory"),
+    pytest.param("s3", id="s3"),
+    pytest.param("s3-versioned", id="s3-versioned"),
 ]
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ProofStore:
+    if isinstance(request.param, str):
+        server = request.getfixturevalue("moto_s3")
+        client = server.client()
+        bucket = server.bucket(versioned=request.param == "s3-versioned", client=client)
+        return S3ProofStore(bucket, "log/p", client=client)
     factory: Factory = request.param
     return factory(tmp_path)
 
@@ -173,3 +181,35 @@ def test_file_store_reports_storage_errors(tmp_path: Path) -> None:
         store.replace("tile/0/000", b"x")
     with pytest.raises(StorageError, match="tile/0/001"):
         store.write_once("tile/0/001", b"x")
+
+
+# -- the bucket prefix specifically -------------------------------------------------------
+
+
+def test_s3_store_write_once_is_conditional_on_the_server(moto_s3) -> None:  # type: ignore[no-untyped-def]
+    """Two writers racing: the server itself refuses the second different tile."""
+    client = moto_s3.client()
+    bucket = moto_s3.bucket(client=client)
+    store = S3ProofStore(bucket, "log", client=client)
+    store.write_once("tile/0/000", b"first")
+    client.put_object(Bucket=bucket, Key="log/tile/0/001", Body=b"raced")
+    real_read, calls = store.read, []
+
+    def first_read_misses(path: str) -> bytes | None:  # the other writer wins in between
+        calls.append(path)
+        return None if len(calls) == 1 else real_read(path)
+
+    store.read = first_read_misses  # type: ignore[method-assign]
+    with pytest.raises(ProofError, match="never rewrites history"):
+        store.write_once("tile/0/001", b"mine")
+    assert calls == ["tile/0/001", "tile/0/001"]  # put refused by the server, then compared
+    assert client.get_object(Bucket=bucket, Key="log/tile/0/001")["Body"].read() == b"raced"
+    assert store.location == f"s3://{bucket}/log/"
+
+
+def test_s3_store_missing_bucket_is_a_storage_error(moto_s3) -> None:  # type: ignore[no-untyped-def]
+    store = S3ProofStore("no-such-bucket-here", "log", client=moto_s3.client())
+    with pytest.raises(StorageError, match="no-such-bucket-here"):
+        store.replace("checkpoint", b"x")
+    with pytest.raises(StorageError, match="no-such-bucket-here"):
+        store.list()

@@ -75,15 +75,15 @@ def test_ingest_ls_get_roundtrip(short_setup, tmp_path):
 def test_sweep_plan_proof_show_and_tamper(short_setup, tmp_path):
     src = tmp_path / "q.wav"
     make_wav(src)
-    recorded = (datetime.now(UTC) - timedelta(seconds=28)).isoformat()
-    write_sidecar(src, purpose="quality", recorded_at=recorded)
+    recorded_at = datetime.now(UTC) - timedelta(seconds=20)  # due in 10 s (PT30S)
+    write_sidecar(src, purpose="quality", recorded_at=recorded_at.isoformat())
     assert run_cli("ingest", str(src), setup=short_setup).returncode == 0
     rid = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)[0]["id"]
     plan = json.loads(run_cli("plan", "--at", "PT1M", "--json", setup=short_setup).stdout)
     assert [(i["id"], i["rule"]) for i in plan["items"]] == [(rid, "retention-expired")]
     dry = json.loads(run_cli("sweep", "--dry-run", "--json", setup=short_setup).stdout)
     assert dry["items"] == []
-    time.sleep(3)
+    time.sleep(max(0.0, (recorded_at + timedelta(seconds=31) - datetime.now(UTC)).total_seconds()))
     p = run_cli("sweep", "--json", setup=short_setup)
     assert p.returncode == 0, p.stderr
     items = json.loads(p.stdout)["items"]

@@ -47,3 +47,39 @@ def test_bad_sidecars_name_file_line_field(data, message):
         parse_sidecar(data, filename="a.json")
     assert message in str(e.value)
     assert e.value.exit_code == 4
+
+
+# -- the same fields as S3 object metadata ---------------------------------------------------
+
+
+def test_metadata_sidecar_fields_and_validation() -> None:
+    from retentiond.core.sidecar import sidecar_from_metadata
+
+    assert sidecar_from_metadata({"other": "x", "content-kind": "y"}) is None
+    sc = sidecar_from_metadata({
+        "retentiond-purpose": "quality", "retentiond-call-id": "c-1",
+        "retentiond-recorded-at": "2026-01-02T03:04:05+01:00",
+        "retentiond-objection": "TRUE", "retentiond-subject": "+33612345678",
+        "retentiond-notes": "=?UTF-8?B?cmFwcGVsw6kgbGUgY2xpZW50?=", "unrelated": "ignored",
+    })
+    assert sc is not None
+    assert (sc.purpose, sc.call_id, sc.objection) == ("quality", "c-1", True)
+    assert sc.recorded_at is not None and sc.recorded_at.isoformat() == "2026-01-02T02:04:05+00:00"
+    assert sc.notes == "rappelé le client"
+    assert "+336" not in repr(sc)
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ({"retentiond-objection": "yes"}, "x-amz-meta-retentiond-objection: must be true or false"),
+    ({"retentiond-media": "fax"}, "x-amz-meta-retentiond-media: unknown media"),
+    ({"retentiond-purpos": "quality"}, "x-amz-meta-retentiond-purpos: unknown field"),
+    ({"retentiond-recorded-at": "2026-01-02"}, "x-amz-meta-retentiond-recorded-at: recorded_at"),
+    ({"retentiond-legal-basis": "whim"}, "x-amz-meta-retentiond-legal-basis: unknown legal basis"),
+])
+def test_metadata_sidecar_errors_name_the_metadata_key(meta: dict[str, str], message: str) -> None:
+    from retentiond.core.sidecar import sidecar_from_metadata
+
+    with pytest.raises(InputError) as e:
+        sidecar_from_metadata(meta)
+    assert str(e.value).startswith("metadata: ")
+    assert message in str(e.value)

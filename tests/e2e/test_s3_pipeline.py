@@ -1,0 +1,273 @@
+"""The whole job on buckets of a live S3 server (moto_server on 127.0.0.1): a recording
+put into an inbox bucket is ingested, tagged, encrypted into a versioned, Object Lock
+vault bucket, deleted when due with every version and delete marker, and its proof (in a
+third bucket) verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retentiond.adapters.s3_proofs import S3ProofStore
+from retentiond.clock import ManualClock
+from retentiond.core.model import State
+from retentiond.crypto.signing import NoteVerifier
+from retentiond.service.access import retrieve
+from retentiond.service.daemon import Daemon
+from retentiond.service.holds import add_holds, remove_holds
+from retentiond.service.prooflog import verify_log
+from retentiond.service.wiring import App, build_app
+from retentiond.settings import load_settings
+from tests.conftest import cli_env, make_wav, run_cli
+from tests.s3server import S3Server, dummy_aws_env, moto_s3
+
+__all__ = ["moto_s3"]
+
+pytestmark = pytest.mark.slow
+
+
+def s3_config(setup: Path, server: S3Server, *, inbox: str, vault: str, proofs: str) -> None:
+    """Point an ``init`` setup at buckets: the README's "Running against S3" shape."""
+    cfg = setup / "retentiond.yaml"
+    text = cfg.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^inbox:.*\n  - inbox/\n", f"inbox:\n  - s3://{inbox}/incoming/\n", text)
+    text = re.sub(r"(?m)^vault: .*$", f"vault: s3://{vault}/v/", text)
+    text = re.sub(r"(?m)^proofs: .*$", f"proofs: s3://{proofs}/log/", text)
+    text += (f"s3:\n  endpoint_url: {server.endpoint}\n  region: us-east-1\n"
+             "  addressing_style: path\n  max_attempts: 2\n")
+    cfg.write_text(text, encoding="utf-8")
+
+
+def aws_env(setup: Path) -> dict[str, str]:
+    env = cli_env(setup)
+    for k in list(env):
+        if k.startswith("AWS_"):
+            del env[k]
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    return env
+
+
+@pytest.fixture
+def buckets(moto_s3: S3Server, short_setup: Path) -> dict[str, Any]:
+    client = moto_s3.client()
+    names = {"inbox": moto_s3.bucket(client=client),
+             "vault": moto_s3.bucket(versioned=True, object_lock=True, client=client),
+             "proofs": moto_s3.bucket(client=client)}
+    s3_config(short_setup, moto_s3, **names)
+    return {"client": client, "setup": short_setup, **names}
+
+
+@pytest.fixture
+def s3_app(buckets: dict[str, Any]) -> Iterator[tuple[App, ManualClock]]:
+    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+    with dummy_aws_env():
+        app = build_app(load_settings(buckets["setup"] / "retentiond.yaml", environ={}),
+                        clock=clock)
+    yield app, clock
+    app.close()
+
+
+def put(client: Any, bucket: str, key: str, body: bytes, **extra: Any) -> None:
+    client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+
+
+def keys(client: Any, bucket: str, prefix: str = "") -> list[str]:
+    resp = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in resp.get("Contents", []))
+
+
+def test_inbox_bucket_to_locked_vault_to_verified_deletion(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
+    app, clock = s3_app
+    c, inbox, vault = buckets["client"], buckets["inbox"], buckets["vault"]
+    now = clock.now()
+    audio = {n: make_wav(tmp_path / f"{n}.wav", seed=i) for i, n in enumerate("abc")}
+    # a: quality, sidecar object; b: banking (rule on prefix) -> Object Lock 5 years;
+    # c: sidecar in x-amz-meta-retentiond-* metadata, caller objected
+    put(c, inbox, "incoming/calls/+33612345678-a.wav", audio["a"])
+    put(c, inbox, "incoming/calls/+33612345678-a.wav.json", json.dumps({
+        "purpose": "quality", "recorded_at": now.isoformat(), "call_id": "call-a",
+        "subject": "+33612345678"}).encode())
+    put(c, inbox, "incoming/banking/b.wav", audio["b"])
+    put(c, inbox, "incoming/calls/c.wav", audio["c"], Metadata={
+        "retentiond-purpose": "quality", "retentiond-objection": "true",
+        "retentiond-recorded-at": now.isoformat()})
+
+    daemon = Daemon(app, sleep=lambda s: clock.advance(timedelta(seconds=s)))
+    report = daemon.run_once()
+    outcomes = {o.source.rsplit("/", 1)[1]: o for o in report.ingested}
+    assert {k: o.outcome for k, o in outcomes.items()} == {
+        "+33612345678-a.wav": "stored", "b.wav": "stored", "c.wav": "stored"}
+    assert keys(c, inbox) == []  # plaintext and sidecars gone from the inbox bucket
+    a, b, cc = (app.catalog.get(outcomes[n].object_id or "")
+                for n in ("+33612345678-a.wav", "b.wav", "c.wav"))
+    assert a.source == f"s3://{inbox}/incoming/calls/+33612345678-a.wav"
+    assert (a.purpose, b.purpose, cc.purpose) == ("quality", "banking-evidence", "quality")
+    assert a.subject_ref is not None and "336" not in a.subject_ref
+    # the objection was enforced by the same pass, with a proof
+    assert cc.state is State.DELETED
+    assert [i.rule for i in report.sweep.items] == ["objection"] if report.sweep else False
+
+    # tags and metadata travel with the ciphertext; no personal data in them
+    tags = {t["Key"]: t["Value"] for t in c.get_object_tagging(
+        Bucket=vault, Key=f"v/{b.location}")["TagSet"]}
+    assert tags["retentiond-purpose"] == "banking-evidence"
+    assert tags["retentiond-legal-basis"] == "legal-obligation"
+    assert tags["retentiond-policy"] == "test-short"
+    assert tags["retentiond-delete-after"].startswith(str(b.recorded_at.year + 5))
+    head = c.head_object(Bucket=vault, Key=f"v/{b.location}")
+    assert head["Metadata"]["retentiond-policy-sha256"] == app.policy.sha256
+    assert head["Metadata"]["retentiond-object-id"] == b.id
+    # banking evidence: Object Lock retention = the min_retention floor
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+    assert head["ObjectLockRetainUntilDate"] >= b.recorded_at + timedelta(days=5 * 365)
+    with pytest.raises(c.exceptions.ClientError, match="AccessDenied"):
+        c.delete_object(Bucket=vault, Key=f"v/{b.location}", VersionId=head["VersionId"])
+    assert "ObjectLockMode" not in c.head_object(Bucket=vault, Key=f"v/{a.location}")
+    got = tmp_path / "b.out"
+    retrieve(app, b.id, out=got, actor="auditor", reason="e2e check", now=clock.now())
+    assert got.read_bytes() == audio["b"]
+
+    # holds are mirrored on the S3 legal hold
+    assert add_holds(app, [a.id], reason="case 12", actor="dpo", now=clock.now()) == []
+    assert c.get_object_legal_hold(Bucket=vault, Key=f"v/{a.location}")["LegalHold"] == {
+        "Status": "ON"}
+    assert remove_holds(app, a.id, reason="closed", actor="dpo", now=clock.now()) == (1, None)
+    assert c.get_object_legal_hold(Bucket=vault, Key=f"v/{a.location}")["LegalHold"] == {
+        "Status": "OFF"}
+
+    # someone adds versions and a delete marker behind retentiond's back
+    extra = b"out-of-band"
+    put(c, vault, f"v/{a.location}", extra,
+        ContentMD5=__import__("base64").b64encode(hashlib.md5(extra).digest()).decode())
+    c.delete_object(Bucket=vault, Key=f"v/{a.location}")
+    before = c.list_object_versions(Bucket=vault, Prefix=f"v/{a.location}")
+    ids = {v["VersionId"] for v in before.get("Versions", []) + before.get("DeleteMarkers", [])}
+    assert len(ids) == 3
+
+    clock.advance(timedelta(seconds=31))  # quality: PT30S in the short policy
+    sweep = daemon.sweeper.sweep(now=clock.now())
+    assert [(i.id, i.outcome) for i in sweep.items] == [(a.id, "deleted")]
+    after = c.list_object_versions(Bucket=vault, Prefix=f"v/{a.location}")
+    assert after.get("Versions", []) == [] and after.get("DeleteMarkers", []) == []
+
+    # the proofs, in their bucket, verify; the record names every version
+    store = S3ProofStore(buckets["proofs"], "log", client=c)
+    verifier = NoteVerifier.from_text(
+        (buckets["setup"] / "keys/proof-log.vkey").read_text().strip())
+    result = verify_log(store, verifier=verifier, origin=verifier.name)
+    assert result.size == 2
+    records = [json.loads(app.proof_log.entry(i)) for i in range(2)]
+    assert [r["reason"] for r in records] == ["objection", "retention-expired"]
+    assert set(records[1]["version_ids"]) == ids
+    assert records[1]["location"] == f"s3://{vault}/v/{a.location}"
+    assert "+336" not in json.dumps(records)
+    assert keys(c, vault, "v/") == [f"v/{b.location}"]
+
+
+def test_cli_run_ls_and_proof_verify_on_buckets(buckets: dict[str, Any], tmp_path: Path) -> None:
+    c, setup = buckets["client"], buckets["setup"]
+    env = aws_env(setup)
+    put(c, buckets["inbox"], "incoming/x.wav", make_wav(tmp_path / "x.wav"), Metadata={
+        "retentiond-purpose": "training", "retentiond-media": "audio"})
+    r = run_cli("run", "--once", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "stored" in r.stdout
+    r = run_cli("ls", "--json", env=env)
+    (row,) = json.loads(r.stdout)
+    assert row["source"] == f"s3://{buckets['inbox']}/incoming/x.wav"
+    assert row["purpose"] == "training"
+    r = run_cli("proof", "verify", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"ok: s3://{buckets['proofs']}/log/: 0 entries")
+    r = run_cli("get", row["id"], "--out", str(tmp_path / "x.out"), "--actor", "qa",
+                "--reason", "check", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "x.out").read_bytes() == (tmp_path / "x.wav").read_bytes()
+
+
+def test_missing_vault_bucket_keeps_the_plaintext_then_recovers(
+        buckets: dict[str, Any], moto_s3: S3Server, tmp_path: Path) -> None:
+    c, setup = buckets["client"], buckets["setup"]
+    cfg = setup / "retentiond.yaml"
+    cfg.write_text(cfg.read_text().replace(f"s3://{buckets['vault']}/v/",
+                                           "s3://not-created-yet/v/"))
+    env = aws_env(setup)
+    data = make_wav(tmp_path / "y.wav")
+    put(c, buckets["inbox"], "incoming/y.wav", data, Metadata={"retentiond-purpose": "training"})
+    r = run_cli("run", "--once", env=env)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "s3://not-created-yet: bucket does not exist" in r.stdout + r.stderr
+    assert keys(c, buckets["inbox"]) == ["incoming/y.wav"]  # nothing lost
+    assert run_cli("ls", "--json", env=env).stdout.strip() == "[]"
+    c.create_bucket(Bucket="not-created-yet")
+    r = run_cli("run", "--once", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert keys(c, buckets["inbox"]) == []
+    assert len(keys(c, "not-created-yet", "v/")) == 1
+
+
+def test_unreachable_server_is_a_clear_storage_error(buckets: dict[str, Any]) -> None:
+    setup = buckets["setup"]
+    cfg = setup / "retentiond.yaml"
+    cfg.write_text(re.sub(r"endpoint_url: \S+", "endpoint_url: http://127.0.0.1:9",
+                          cfg.read_text()))
+    r = run_cli("run", "--once", env=aws_env(setup), timeout=120)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "cannot reach the S3 endpoint on http://127.0.0.1:9" in r.stdout + r.stderr
+
+
+def test_bad_s3_settings_name_the_key(short_setup: Path) -> None:
+    cfg = short_setup / "retentiond.yaml"
+    base = cfg.read_text()
+    for text, message in [
+        (base.replace("vault: vault/", "vault: s3://Bad_Bucket/"), "is not a valid bucket name"),
+        (base + "s3:\n  addressing_style: sideways\n", "s3.addressing_style: one of auto"),
+        (base + "s3:\n  object_lock_mode: forever\n", "s3.object_lock_mode: one of GOVERNANCE"),
+        (base + "s3:\n  secret_access_key: x\n", "s3.secret_access_key: unknown key"),
+    ]:
+        cfg.write_text(text)
+        r = run_cli("ls", setup=short_setup)
+        assert r.returncode == 2, (text, r.stderr)
+        assert message in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_bucket_recording_stream_is_not_read_whole(buckets: dict[str, Any],
+                                                   s3_app: tuple[App, ManualClock]) -> None:
+    """A multi-part object (3 parts of the vault's 8 MiB) goes through in constant memory
+    and its verification uses the server's multipart ETag, not a second download."""
+    app, clock = s3_app
+    c = buckets["client"]
+    size = 17 * 1024 * 1024 + 5
+    body = io.BytesIO(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    c.upload_fileobj(body, buckets["inbox"], "incoming/training/big.wav",
+                     ExtraArgs={"Metadata": {"retentiond-purpose": "training"}})
+    gets: list[str] = []
+    app.s3_inboxes[0].client.meta.events.register(  # the app's one client: inbox and vault
+        "before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
+    outcome = app_ingest(app, buckets["inbox"], "training/big.wav", clock)
+    assert outcome.outcome == "stored", outcome.message
+    assert len(gets) == 2  # the recording and its (absent) sidecar; no read-back of the vault
+    rec = app.catalog.get(outcome.object_id or "")
+    assert rec.size == size
+    assert re.fullmatch(r"[0-9a-f]{32}-3", c.head_object(
+        Bucket=buckets["vault"], Key=f"v/{rec.location}")["ETag"].strip('"'))
+
+
+def app_ingest(app: App, inbox_bucket: str, key: str, clock: ManualClock) -> Any:
+    (inbox,) = app.s3_inboxes
+    assert inbox.bucket == inbox_bucket
+    return Daemon(app).ingestor.ingest_object(inbox, key, now=clock.now())

@@ -7,11 +7,13 @@ Adapters translate third-party exceptions into ``retentiond.errors`` types
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
+
+from retentiond.errors import StorageError
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,13 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every key under ``prefix`` (latest versions only), in key order."""
+        ...
+
+    def delete_many(self, keys: Sequence[str], *, population: int | None = None
+                    ) -> dict[str, DeleteResult | StorageError]:
+        """``delete_all_versions`` of each key, as few requests as the store allows
+        (``population``: about how many objects the store holds, a hint for choosing
+        between listings). Never raises for one key: each gets its result or its error."""
         ...
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:

@@ -17,7 +17,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,6 +217,16 @@ class LocalObjectStore:
     def stale_temporaries(self) -> builtins.list[Path]:
         """Leftovers of writes interrupted by a crash (ciphertext only, never plaintext)."""
         return sorted((self.root / TMP_DIR).glob("*.part"))
+
+    def delete_many(self, keys: Sequence[str], *, population: int | None = None
+                    ) -> dict[str, DeleteResult | StorageError]:
+        out: dict[str, DeleteResult | StorageError] = {}
+        for key in keys:
+            try:
+                out[key] = self.delete_all_versions(key)
+            except StorageError as e:
+                out[key] = e
+        return out
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:
         """A folder has no legal hold of its own: the catalog's hold is the only one."""

@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import AbstractContextManager, contextmanager
@@ -836,26 +836,85 @@ class S3ObjectStore:
     def delete_all_versions(self, key: str) -> DeleteResult:
         """Delete every version and delete marker of ``key`` (batched DeleteObjects), then
         list again to confirm none remains. Never bypasses Object Lock governance mode."""
-        full = self._full_key(key)
-        versions, markers = self._versions(key, full)
-        listed = versions + markers
-        errors: builtins.list[dict[str, Any]] = []
-        for i in range(0, len(listed), self.delete_batch):
-            batch = listed[i:i + self.delete_batch]
+        result = self.delete_many([key])[key]
+        if isinstance(result, StorageError):
+            raise result
+        return result
+
+    def delete_many(self, keys: Sequence[str], *, population: int | None = None
+                    ) -> dict[str, DeleteResult | StorageError]:
+        """``delete_all_versions`` of many keys with few requests: their versions are
+        listed (one ListObjectVersions per key, or one listing of the whole prefix when
+        ``population``, the number of objects under it, makes that cheaper), removed with
+        DeleteObjects of up to ``delete_batch`` versions of any keys, and listed again to
+        confirm. Each key gets its DeleteResult, or the error that stopped it."""
+        out: dict[str, DeleteResult | StorageError] = {}
+        fulls: dict[str, str] = {}
+        for key in keys:
+            try:
+                fulls[self._full_key(key)] = key
+            except StorageError as e:
+                out[key] = e
+        if not fulls:
+            return out
+        try:
+            before = self._versions_of(fulls, population)
+        except StorageError as e:
+            return out | dict.fromkeys(fulls.values(), e)
+        pairs = [(full, vid) for full in fulls for vid in before[full][0] + before[full][1]]
+        errors: dict[str, builtins.list[dict[str, Any]]] = {}
+        failed: dict[str, StorageError] = {}
+        for i in range(0, len(pairs), self.delete_batch):
+            batch = pairs[i:i + self.delete_batch]
             try:
                 resp = self._client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": full, "VersionId": v} for v in batch],
-                    "Quiet": False})
+                    "Objects": [{"Key": full, "VersionId": v} for full, v in batch],
+                    "Quiet": True})
             except (BotoCoreError, ClientError) as e:
-                raise self._error(e, key) from e
-            errors += resp.get("Errors", [])
-        if not listed:
-            return DeleteResult(key=key, version_ids=(), evidence=EVIDENCE_GONE)
-        left_versions, left_markers = self._versions(key, full)
-        if left_versions or left_markers:
-            raise self._delete_refused(key, total=len(listed), left=left_versions,
-                                       left_markers=left_markers, errors=errors)
-        return DeleteResult(key=key, version_ids=tuple(listed), evidence=EVIDENCE_GONE)
+                for full, _ in batch:
+                    failed.setdefault(full, self._error(e, fulls[full]))
+                continue
+            for err in resp.get("Errors", []):
+                errors.setdefault(str(err.get("Key", "")), []).append(err)
+        try:
+            after = self._versions_of(fulls, population) if pairs else {}
+        except StorageError as e:
+            return out | {k: failed.get(f, e) for f, k in fulls.items()}
+        for full, key in fulls.items():
+            versions, markers = before[full]
+            left_versions, left_markers = after.get(full, ([], []))
+            if full in failed:
+                out[key] = failed[full]
+            elif left_versions or left_markers:
+                out[key] = self._delete_refused(
+                    key, total=len(versions) + len(markers), left=left_versions,
+                    left_markers=left_markers, errors=errors.get(full, []))
+            else:
+                out[key] = DeleteResult(key=key, version_ids=tuple(versions + markers),
+                                        evidence=EVIDENCE_GONE)
+        return out
+
+    def _versions_of(self, fulls: Mapping[str, str], population: int | None
+                     ) -> dict[str, tuple[builtins.list[str], builtins.list[str]]]:
+        """(version ids, delete-marker ids) of each full key, by the cheaper listing."""
+        pages_for_all = (population or 0) // 1000 + 1
+        if population is None or len(fulls) <= pages_for_all:
+            return {full: self._versions(key, full) for full, key in fulls.items()}
+        found: dict[str, tuple[builtins.list[str], builtins.list[str]]] = {
+            full: ([], []) for full in fulls}
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for v in page.get("Versions", []):
+                    if v["Key"] in found:
+                        found[v["Key"]][0].append(str(v.get("VersionId") or NULL_VERSION))
+                for m in page.get("DeleteMarkers", []):
+                    if m["Key"] in found:
+                        found[m["Key"]][1].append(str(m.get("VersionId") or NULL_VERSION))
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, "") from e
+        return found
 
     def _delete_refused(self, key: str, *, total: int, left: builtins.list[str],
                         left_markers: builtins.list[str], errors: builtins.list[dict[str, Any]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,29 +314,44 @@ class SQLiteCatalog:
     def start_deletion(self, object_id: str, *, reason: str, due_at: datetime) -> bool:
         """Mark a recording as being deleted, atomically re-checking that no legal hold was
         placed since the decision. False when it is held (or no longer live)."""
+        return object_id in self.start_deletions([(object_id, reason, due_at)])
+
+    def start_deletions(self, items: Sequence[tuple[str, str, datetime]]) -> set[str]:
+        """``start_deletion`` for many (id, reason, due_at) in one transaction; returns the
+        ids that started (the others are held or no longer live)."""
+        started: set[str] = set()
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE recordings SET state=?, delete_reason=?, due_at=? "
-                "WHERE id=? AND state IN (?, ?) AND NOT EXISTS (SELECT 1 FROM holds "
-                "WHERE holds.object_id=recordings.id AND released_at IS NULL)",
-                (State.DELETING.value, reason, _ts(due_at), object_id, State.ACTIVE.value,
-                 State.QUARANTINED.value),
-            )
-            return cur.rowcount == 1
+            for object_id, reason, due_at in items:
+                cur = db.execute(
+                    "UPDATE recordings SET state=?, delete_reason=?, due_at=? "
+                    "WHERE id=? AND state IN (?, ?) AND NOT EXISTS (SELECT 1 FROM holds "
+                    "WHERE holds.object_id=recordings.id AND released_at IS NULL)",
+                    (State.DELETING.value, reason, _ts(due_at), object_id,
+                     State.ACTIVE.value, State.QUARANTINED.value),
+                )
+                if cur.rowcount == 1:
+                    started.add(object_id)
+        return started
 
     def destroy_key(self, object_id: str, *, record: bytes, deleted_at: datetime) -> None:
         """Destroy the wrapped data key and the row's personal data; keep the deletion record
         to append to the proof log (one transaction)."""
+        self.destroy_keys([(object_id, record, deleted_at)])
+
+    def destroy_keys(self, items: Sequence[tuple[str, bytes, datetime]]) -> None:
+        """``destroy_key`` for many (id, record, deleted_at), all in one transaction (all or
+        none: a row not being deleted aborts it)."""
         sets = ", ".join(f"{c}=NULL" for c in _PERSONAL_COLUMNS)
         with self._tx() as db:
-            cur = db.execute(
-                f"UPDATE recordings SET {sets}, proof_record=?, deleted_at=? "  # noqa: S608
-                "WHERE id=? AND state=?",
-                (record, _ts(deleted_at), object_id, State.DELETING.value),
-            )
-            if cur.rowcount != 1:
-                raise StorageError(f"catalog: recording {object_id} is not being deleted")
-            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
+            for object_id, record, deleted_at in items:
+                cur = db.execute(
+                    f"UPDATE recordings SET {sets}, proof_record=?, deleted_at=? "  # noqa: S608
+                    "WHERE id=? AND state=?",
+                    (record, _ts(deleted_at), object_id, State.DELETING.value),
+                )
+                if cur.rowcount != 1:
+                    raise StorageError(f"catalog: recording {object_id} is not being deleted")
+                db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
 
     def pending_proofs(self) -> list[tuple[str, bytes]]:
         """(id, record) of deletions whose key is destroyed but whose proof is not recorded."""
@@ -348,10 +363,14 @@ class SQLiteCatalog:
         return [(r[0], bytes(r[1])) for r in rows]
 
     def finish_deletion(self, object_id: str, *, proof_index: int) -> None:
+        self.finish_deletions({object_id: proof_index})
+
+    def finish_deletions(self, proven: Mapping[str, int]) -> None:
+        """Record the proof index of each deletion (id -> index), in one transaction."""
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE recordings SET state=?, proof_index=?, proof_record=NULL WHERE id=?",
-                (State.DELETED.value, proof_index, object_id),
+                [(State.DELETED.value, index, oid) for oid, index in proven.items()],
             )
 
     def max_proof_index(self) -> int | None:

@@ -20,7 +20,7 @@ from retentiond.core.canonical import canonical_json, rfc3339
 from retentiond.core.decide import Action, Decision, decide
 from retentiond.core.model import LIVE_STATES, Recording, State
 from retentiond.core.policy import Policy
-from retentiond.errors import ProofError, RetentiondError, StorageError
+from retentiond.errors import ObjectLockedError, ProofError, RetentiondError, StorageError
 from retentiond.faults import crashpoint
 from retentiond.metrics import Backlog
 from retentiond.ports import DeleteResult
@@ -29,6 +29,8 @@ from retentiond.service.wiring import App
 logger = logging.getLogger(__name__)
 
 KEY_EVIDENCE = "wrapped data key deleted from the catalog (SQLite secure_delete)"
+DELETE_BATCH = 1000  # recordings per batch: one DeleteObjects of their versions, if 1 each
+LIVE_STATE_NAMES = {s.value for s in LIVE_STATES}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class PlanItem:
 @dataclass(frozen=True)
 class SweepItem:
     """One recording's fate in a pass. ``outcome``: deleted, would-delete, failed,
-    held-overdue, kept-unknown-purpose."""
+    blocked-by-lock (the store's Object Lock refuses: retried each pass), held-overdue,
+    kept-unknown-purpose."""
 
     id: str
     purpose: str
@@ -62,8 +65,8 @@ class SweepReport:
 
     @property
     def has_warnings(self) -> bool:
-        return any(i.outcome in ("failed", "held-overdue", "kept-unknown-purpose")
-                   for i in self.items)
+        return any(i.outcome in ("failed", "blocked-by-lock", "held-overdue",
+                                 "kept-unknown-purpose") for i in self.items)
 
 
 def deletion_record(
@@ -114,6 +117,7 @@ class Sweeper:
         app = self.app
         started = app.clock.monotonic()
         items: list[SweepItem] = []
+        due: list[tuple[Recording, Decision]] = []
         deleted: dict[str, tuple[str, str, datetime | None]] = {}
         with app.exclusive("sweep"):
             if not dry_run:
@@ -133,19 +137,13 @@ class Sweeper:
                 if dry_run:
                     items.append(SweepItem(rec.id, rec.purpose, "would-delete", d.rule, d.due))
                     continue
-                try:
-                    if not self._delete_one(rec, d, now=now):
-                        items.append(SweepItem(rec.id, rec.purpose, "held-overdue",
-                                               "legal-hold-overdue", d.due))
-                        continue
-                    deleted[rec.id] = (rec.purpose, d.rule, d.due)
-                except RetentiondError as e:
-                    stage = "delete" if isinstance(e, StorageError) else "sweep"
-                    app.metrics.errors.labels(stage=stage).inc()
-                    logger.error("deletion of %s failed, retried next pass: %s", rec.id, e,
-                                 extra={"event": "sweep.delete_failed", "object_id": rec.id})
-                    items.append(SweepItem(rec.id, rec.purpose, "failed", d.rule, d.due,
-                                           error=str(e)))
+                due.append((rec, d))
+            # about how many objects the vault holds: lets it pick the cheaper listing
+            population = sum(n for _, state, n, _ in app.catalog.counts()
+                             if state in LIVE_STATE_NAMES)
+            for i in range(0, len(due), DELETE_BATCH):
+                deleted.update(self._delete_batch(due[i:i + DELETE_BATCH], now=now,
+                                                  items=items, population=population))
             proven: dict[str, int] = {}
             if not dry_run:
                 try:
@@ -166,28 +164,73 @@ class Sweeper:
                 app.metrics.last_sweep_success.set(now.timestamp())
         return report
 
-    def _delete_one(self, rec: Recording, d: Decision, *, now: datetime) -> bool:
-        """Delete one recording's data and key; False if a hold placed since the decision
-        stopped it."""
+    def _delete_batch(
+        self, batch: list[tuple[Recording, Decision]], *, now: datetime,
+        items: list[SweepItem], population: int,
+    ) -> dict[str, tuple[str, str, datetime | None]]:
+        """Delete a batch of recordings' data and keys, each step for the whole batch at
+        once (one catalog transaction, batched store requests), in the deletion order.
+        A recording held since the decision, or that the store refuses, is reported in
+        ``items``; returns the deleted ones (id -> purpose, rule, due)."""
         app = self.app
-        assert d.reason is not None and d.due is not None
-        if rec.state is not State.DELETING and not app.catalog.start_deletion(
-            rec.id, reason=d.reason.value, due_at=d.due
-        ):
-            logger.info("%s was put on hold during the pass; kept", rec.id,
-                        extra={"event": "sweep.held_late", "object_id": rec.id})
-            return False
+        try:
+            started = app.catalog.start_deletions([
+                (rec.id, d.reason.value, d.due) for rec, d in batch
+                if rec.state is not State.DELETING and d.reason is not None
+                and d.due is not None])
+        except RetentiondError as e:
+            self._failed(batch, e, items)
+            return {}
+        live: list[tuple[Recording, Decision]] = []
+        for rec, d in batch:
+            if rec.state is State.DELETING or rec.id in started:
+                live.append((rec, d))
+            else:
+                logger.info("%s was put on hold during the pass; kept", rec.id,
+                            extra={"event": "sweep.held_late", "object_id": rec.id})
+                items.append(SweepItem(rec.id, rec.purpose, "held-overdue",
+                                       "legal-hold-overdue", d.due))
         crashpoint("sweep.after_start_deletion")
-        result = app.vault.delete_all_versions(rec.location)
+        results = app.vault.delete_many([rec.location for rec, _ in live],
+                                        population=population)
         crashpoint("sweep.after_vault_delete")
-        record = deletion_record(rec, decision=d, result=result, vault_url=app.vault.url,
-                                 policy=app.policy, now=now)
-        app.catalog.destroy_key(rec.id, record=record, deleted_at=now)
+        gone: list[tuple[Recording, Decision, bytes]] = []
+        for rec, d in live:
+            result = results[rec.location]
+            if isinstance(result, StorageError):
+                self._failed([(rec, d)], result, items)
+                continue
+            gone.append((rec, d, deletion_record(rec, decision=d, result=result,
+                                                 vault_url=app.vault.url, policy=app.policy,
+                                                 now=now)))
+        try:
+            app.catalog.destroy_keys([(rec.id, record, now) for rec, _, record in gone])
+        except RetentiondError as e:
+            self._failed([(rec, d) for rec, d, _ in gone], e, items)
+            return {}
         crashpoint("sweep.after_key_destroyed")
-        app.metrics.deletions.labels(purpose=rec.purpose, reason=d.reason.value).inc()
-        logger.info("deleted %s (%s, %s)", rec.id, rec.purpose, d.reason.value,
-                    extra={"event": "sweep.deleted", "object_id": rec.id})
-        return True
+        for rec, d, _ in gone:
+            assert d.reason is not None
+            app.metrics.deletions.labels(purpose=rec.purpose, reason=d.reason.value).inc()
+            logger.info("deleted %s (%s, %s)", rec.id, rec.purpose, d.reason.value,
+                        extra={"event": "sweep.deleted", "object_id": rec.id})
+        return {rec.id: (rec.purpose, d.rule, d.due) for rec, d, _ in gone}
+
+    def _failed(self, batch: list[tuple[Recording, Decision]], e: RetentiondError,
+                items: list[SweepItem]) -> None:
+        """Report recordings whose deletion failed; the next pass retries them. A store
+        lock (S3 Object Lock retention or legal hold) is reported as ``blocked-by-lock``."""
+        locked = isinstance(e, ObjectLockedError)
+        stage = "delete" if isinstance(e, StorageError) else "sweep"
+        for rec, d in batch:
+            self.app.metrics.errors.labels(stage=stage).inc()
+            logger.error("deletion of %s %s, retried next pass: %s", rec.id,
+                         "blocked by a store lock" if locked else "failed", e,
+                         extra={"event": "sweep.delete_blocked" if locked
+                                else "sweep.delete_failed", "object_id": rec.id})
+            items.append(SweepItem(rec.id, rec.purpose,
+                                   "blocked-by-lock" if locked else "failed", d.rule, d.due,
+                                   error=str(e)))
 
     def _prove_pending(self) -> dict[str, int]:
         """Append the records of deletions whose key is gone; returns id -> proof index."""
@@ -199,9 +242,15 @@ class Sweeper:
         with app.proof_lock, app.exclusive("proof-log"):
             last = app.catalog.max_proof_index()
             start = 0 if last is None else last + 1
+            # entries past the last recorded index: appended by a run that crashed before
+            # its commit (normally none); read once, not once per pending record
+            tail: dict[bytes, int] = {}
+            if start < app.proof_log.size():
+                for offset, entry in enumerate(app.proof_log.entries(start)):
+                    tail.setdefault(entry, start + offset)
             fresh: list[tuple[str, bytes]] = []
             for object_id, record in pending:
-                found = app.proof_log.find(record, start=start)
+                found = tail.get(record)
                 if found is not None:
                     out[object_id] = found
                 else:
@@ -213,8 +262,7 @@ class Sweeper:
                     raise ProofError(f"proof log {app.settings.proofs}: append failed: {e}") from e
                 out.update({oid: idx for (oid, _), idx in zip(fresh, indexes, strict=True)})
                 crashpoint("sweep.after_proof_append")
-            for object_id, index in out.items():
-                app.catalog.finish_deletion(object_id, proof_index=index)
+            app.catalog.finish_deletions(out)
         return out
 
 

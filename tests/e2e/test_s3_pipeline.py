@@ -271,3 +271,32 @@ def app_ingest(app: App, inbox_bucket: str, key: str, clock: ManualClock) -> Any
     (inbox,) = app.s3_inboxes
     assert inbox.bucket == inbox_bucket
     return Daemon(app).ingestor.ingest_object(inbox, key, now=clock.now())
+
+
+def test_store_lock_blocks_deletion_reported_and_retried(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
+    """An S3 legal hold put behind retentiond's back: the sweep reports the recording as
+    blocked-by-lock (never silently skipped), keeps its key, and deletes it with its proof
+    once the lock is gone."""
+    app, clock = s3_app
+    c, vault = buckets["client"], buckets["vault"]
+    put(c, buckets["inbox"], "incoming/q.wav", make_wav(tmp_path / "q.wav"), Metadata={
+        "retentiond-purpose": "quality", "retentiond-recorded-at": clock.now().isoformat()})
+    outcome = app_ingest(app, buckets["inbox"], "q.wav", clock)
+    rec = app.catalog.get(outcome.object_id or "")
+    c.put_object_legal_hold(Bucket=vault, Key=f"v/{rec.location}",
+                            LegalHold={"Status": "ON"})
+    clock.advance(timedelta(minutes=1))
+    sweeper = Daemon(app).sweeper
+    report = sweeper.sweep(now=clock.now())
+    (item,) = report.items
+    assert item.outcome == "blocked-by-lock" and report.has_warnings
+    assert "blocked by Object Lock" in (item.error or "") and "legal hold" in (item.error or "")
+    assert app.catalog.get(rec.id).state is State.DELETING
+    assert app.catalog.wrapped_key(rec.id) is not None
+    assert app.proof_log.size() == 0
+    c.put_object_legal_hold(Bucket=vault, Key=f"v/{rec.location}",
+                            LegalHold={"Status": "OFF"})
+    report = sweeper.sweep(now=clock.now())
+    assert [(i.id, i.outcome) for i in report.items] == [(rec.id, "deleted")]
+    assert app.proof_log.size() == 1

@@ -209,6 +209,15 @@ class FlakyVault:
             raise TransientStorageError(f"{key}: store unreachable")
         return self._inner.delete_all_versions(key)
 
+    def delete_many(self, keys, *, population=None):
+        out = {}
+        for key in keys:
+            try:
+                out[key] = self.delete_all_versions(key)
+            except TransientStorageError as e:
+                out[key] = e
+        return out
+
 
 def test_failed_deletion_is_retried_and_reported(app, clock):
     _, _, o = _ingest(app, clock, purpose="quality")

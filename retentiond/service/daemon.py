@@ -27,9 +27,10 @@ from retentiond.adapters.localfs import InboxFile, scan_inbox
 from retentiond.adapters.s3_inbox import S3Candidate
 from retentiond.core.sidecar import METADATA_PREFIX
 from retentiond.errors import EXIT_OK, EXIT_WARNINGS, ConfigError, RetentiondError
+from retentiond.service.events import EventRouter, SqsListener, WebhookServer, read_token
 from retentiond.service.ingest import Ingestor, IngestOutcome
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
-from retentiond.service.wiring import App, load_keys, load_policy
+from retentiond.service.wiring import App, load_keys, load_policy, sqs_client
 from retentiond.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -306,6 +307,22 @@ class Daemon:
         logger.info("reloaded: policy %s sha256 %s", policy.name, policy.sha256,
                     extra={"event": "reload.done"})
 
+    def _event_listeners(self) -> list[WebhookServer | SqsListener]:
+        """The configured bucket event sources (webhook, SQS), all waking this loop."""
+        app, s = self.app, self.app.settings
+        router = EventRouter(app.s3_inboxes, wake=self._wake.set, metrics=app.metrics)
+        out: list[WebhookServer | SqsListener] = []
+        if s.webhook_addr:
+            try:
+                out.append(WebhookServer(s.webhook_addr, router,
+                                         token=read_token(s.webhook_token_file)))
+            except OSError as e:
+                raise ConfigError(f"events.webhook_addr: cannot listen on {s.webhook_addr}: "
+                                  f"{e.strerror}") from None
+        if s.sqs_queue_url:
+            out.append(SqsListener(s.sqs_queue_url, sqs_client(s), router))
+        return out
+
     def next_due_in(self, *, now: datetime) -> float | None:
         due = next_due_date(self.sweeper.plan(at=now))
         return None if due is None else max(0.0, (due - now).total_seconds())
@@ -319,6 +336,9 @@ class Daemon:
         app = self.app
         watcher = InboxWatcher(list(app.folder_inboxes), on_change=self._wake.set)
         watcher.start()
+        listeners = self._event_listeners()
+        for listener in listeners:
+            listener.start()
         self.start_proof_log()
         logger.info("retentiond running: inbox %s, vault %s, policy %s",
                     ", ".join(app.settings.inbox), app.settings.vault, app.policy.name,
@@ -357,5 +377,7 @@ class Daemon:
                 self._wake.clear()
         finally:
             watcher.stop()
+            for listener in listeners:
+                listener.stop()
         logger.info("retentiond stopped", extra={"event": "daemon.stopped"})
         return 0

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
+from urllib.parse import urlsplit
 
+import boto3
+from botocore.exceptions import BotoCoreError
 from prometheus_client import CollectorRegistry
 
 from retentiond.adapters.localfs import LocalObjectStore
@@ -181,6 +184,32 @@ def open_proof_store(location: str, settings: Settings | None, *,
             client = s3_client(settings) if settings is not None else make_s3_client()
         return S3ProofStore.from_url(location, client=client)
     return FileProofStore(Path(location))
+
+
+def sqs_client(settings: Settings) -> Any:
+    """A boto3 SQS client on the same endpoint, region and profile as the S3 one (an
+    explicit ``s3.endpoint_url`` is for S3 only: SQS then uses the AWS chain's)."""
+    s3 = settings.s3
+    try:
+        session = boto3.session.Session(profile_name=s3.get("profile") or None)
+        region = s3.get("region") or _region_of_queue(settings.sqs_queue_url or "")
+        endpoint = s3.get("endpoint_url") if _same_host(
+            s3.get("endpoint_url"), settings.sqs_queue_url) else None
+        return session.client("sqs", region_name=region, endpoint_url=endpoint)
+    except (BotoCoreError, ValueError) as e:
+        raise ConfigError(f"events.sqs_queue_url: cannot create an SQS client: "
+                          f"{type(e).__name__}") from e
+
+
+def _region_of_queue(url: str) -> str | None:
+    """``https://sqs.eu-west-3.amazonaws.com/123/q`` -> ``eu-west-3``."""
+    host = urlsplit(url).hostname or ""
+    parts = host.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "sqs" else None
+
+
+def _same_host(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and urlsplit(a).netloc == urlsplit(b or "").netloc
 
 
 def s3_client(settings: Settings) -> S3Client:

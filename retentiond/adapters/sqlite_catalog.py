@@ -79,6 +79,14 @@ CREATE TABLE IF NOT EXISTS holds (
     release_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS holds_object ON holds(object_id);
+CREATE TABLE IF NOT EXISTS store_findings (
+    location TEXT PRIMARY KEY,
+    object_id TEXT,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
 """
 
 _RECORDING_COLUMNS = (
@@ -376,6 +384,31 @@ class SQLiteCatalog:
     def max_proof_index(self) -> int | None:
         rows = self._query("SELECT MAX(proof_index) FROM recordings")
         return None if rows[0][0] is None else int(rows[0][0])
+
+    # -- reconciliation ---------------------------------------------------------------
+
+    def replace_findings(self, findings: Sequence[tuple[str, str | None, str, str]], *,
+                         now: datetime) -> None:
+        """The reconciler's current findings (location, object id, kind, detail): resolved
+        ones go, new ones get ``first_seen`` = now, lasting ones keep theirs."""
+        with self._tx() as db:
+            keep = [f[0] for f in findings]
+            db.execute("DELETE FROM store_findings WHERE location NOT IN "  # noqa: S608
+                       f"({', '.join('?' for _ in keep)})", keep)
+            db.executemany(
+                "INSERT INTO store_findings(location, object_id, kind, detail, first_seen, "
+                "last_seen) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(location) DO UPDATE SET "
+                "object_id=excluded.object_id, kind=excluded.kind, detail=excluded.detail, "
+                "last_seen=excluded.last_seen",
+                [(loc, oid, kind, detail, _ts(now), _ts(now))
+                 for loc, oid, kind, detail in findings])
+
+    def findings(self) -> list[tuple[str, str | None, str, str, datetime, datetime]]:
+        """(location, object id, kind, detail, first seen, last seen), oldest first."""
+        rows = self._query("SELECT location, object_id, kind, detail, first_seen, last_seen "
+                           "FROM store_findings ORDER BY first_seen, location")
+        return [(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]),
+                 datetime.fromisoformat(r[5])) for r in rows]
 
     # -- holds ------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from retentiond.core.sidecar import METADATA_PREFIX
 from retentiond.errors import EXIT_OK, EXIT_WARNINGS, ConfigError, RetentiondError
 from retentiond.service.events import EventRouter, SqsListener, WebhookServer, read_token
 from retentiond.service.ingest import Ingestor, IngestOutcome
+from retentiond.service.reconcile import reconcile_safely
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
 from retentiond.service.wiring import App, load_keys, load_policy, sqs_client
 from retentiond.settings import load_settings
@@ -235,6 +236,7 @@ class Daemon:
         app = self.app
         self.start_proof_log()
         self.ingestor.recover()
+        reconcile_safely(app, now=app.clock.now())
         outcomes: list[IngestOutcome] = []
         pending = 0
         # files still changing after this long are left for the next run (bounded exit)
@@ -345,6 +347,7 @@ class Daemon:
                     extra={"event": "daemon.started"})
         try:
             sweep_at = app.clock.monotonic()  # sweep once at start-up
+            reconcile_at = app.clock.monotonic()
             while not self._stop:
                 if self._reload:
                     self._reload = False
@@ -358,6 +361,10 @@ class Daemon:
                         break
                     if batch:  # a new recording may be due at once (objection, short policy)
                         sweep_at = app.clock.monotonic()
+                    if app.clock.monotonic() >= reconcile_at:
+                        reconcile_safely(app, now=app.clock.now())
+                        reconcile_at = app.clock.monotonic() + \
+                            app.settings.reconcile_interval_seconds
                     if app.clock.monotonic() >= sweep_at:
                         self.sweeper.sweep(now=app.clock.now())
                         due_in = self.next_due_in(now=app.clock.now())

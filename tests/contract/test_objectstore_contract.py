@@ -1,7 +1,11 @@
-"""One contract for every ``ObjectStore`` adapter: the local folder, and S3 on a live
-``moto_server`` process with an unversioned and a versioned bucket. Then S3-only tests
-against the same live server: tags and metadata, Object Lock, a missing bucket, a server
-that is down, answers 503 or answers too slowly, and a constant-memory 256 MiB upload.
+"""One contract for every ``ObjectStore`` adapter: the local folder, and S3 with an
+unversioned and a versioned bucket on two live servers, ``moto_server`` and a single-node
+Ceph RADOS Gateway 16.2 (``tests/cephrgw.py``, marker ``rgw``). Then S3-only tests against
+both servers: tags and metadata, Object Lock, a missing bucket, a server that answers 503
+or answers too slowly; a server that is down; and, on moto only, a constant-memory
+256 MiB upload (it measures the client; RGW's memstore would hold the 256 MiB in RAM).
+Where the two servers differ, each one's behaviour is asserted explicitly, here or in
+``test_rgw_specifics.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from retentiond.errors import (
     TransientStorageError,
 )
 from retentiond.ports import ObjectStore
+from tests.cephrgw import RgwServer
 from tests.s3server import FaultProxy, S3Server, dummy_aws_env, free_port
 
 PART = MIN_PART_SIZE  # 5 MiB: the smallest part S3 (and moto) accept
@@ -43,10 +48,31 @@ FAR = datetime(2099, 1, 1, tzinfo=UTC)
 
 
 @dataclass
+class Live:
+    """A live S3 server and one client for it (shared by the session)."""
+
+    name: str  # "moto" or "rgw"
+    server: S3Server | RgwServer
+    client: Any
+
+    def bucket(self, *, versioned: bool = False, object_lock: bool = False) -> str:
+        return self.server.bucket(versioned=versioned, object_lock=object_lock,
+                                  client=self.client)
+
+    def store(self, kind: str = "s3", **options: Any) -> Harness:
+        """A store on a new bucket of this server (``kind`` "s3" or "s3-versioned")."""
+        bucket = self.bucket(versioned=kind == "s3-versioned")
+        options.setdefault("part_size", PART)
+        s3 = S3ObjectStore(bucket, "vault", client=self.client, **options)
+        return Harness(kind, s3, s3, server=self.name)
+
+
+@dataclass
 class Harness:
-    kind: str
+    kind: str  # "local", "s3", "s3-versioned" or "s3-object-lock"
     store: ObjectStore
     s3: S3ObjectStore | None = None
+    server: str = ""  # "moto" or "rgw" for S3
 
     @property
     def client(self) -> Any:
@@ -71,32 +97,60 @@ class Harness:
 
 
 @pytest.fixture(scope="session")
+def moto_live(moto_s3: S3Server) -> Live:
+    return Live("moto", moto_s3, moto_s3.client())
+
+
+@pytest.fixture(scope="session")
+def rgw_live(ceph_rgw: RgwServer) -> Live:
+    return Live("rgw", ceph_rgw, ceph_rgw.client())
+
+
+SERVERS = [pytest.param("moto", id="moto"),
+           pytest.param("rgw", id="rgw", marks=pytest.mark.rgw)]
+
+
+def _live(request: pytest.FixtureRequest, name: str) -> Live:
+    live: Live = request.getfixturevalue(f"{name}_live")
+    return live
+
+
+@pytest.fixture(params=SERVERS)
+def live(request: pytest.FixtureRequest) -> Live:
+    """Each live S3 server in turn."""
+    return _live(request, request.param)
+
+
+@pytest.fixture(scope="session")
 def s3_client(moto_s3: S3Server) -> Any:
+    """A client for tests that make no request (or only to moto)."""
     return moto_s3.client()
 
 
-def _s3(moto_s3: S3Server, client: Any, kind: str, **options: Any) -> Harness:
-    bucket = moto_s3.bucket(versioned=kind == "s3-versioned", client=client)
-    store = S3ObjectStore(bucket, "vault", client=client, part_size=PART, **options)
-    return Harness(kind, store, store)
+def _store_params(*kinds: str) -> list[Any]:
+    return [pytest.param((kind, server), id=f"{kind}-{server}",
+                         marks=[pytest.mark.rgw] if server == "rgw" else [])
+            for kind in kinds for server in ("moto", "rgw")]
 
 
-@pytest.fixture(params=["local", "s3", "s3-versioned"])
+@pytest.fixture(params=[pytest.param(("local", ""), id="local"),
+                        *_store_params("s3", "s3-versioned")])
 def h(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    if request.param == "local":
+    kind, server = request.param
+    if kind == "local":
         return Harness("local", LocalObjectStore(tmp_path / "vault"))
-    server: S3Server = request.getfixturevalue("moto_s3")
-    return _s3(server, request.getfixturevalue("s3_client"), request.param)
+    return _live(request, server).store(kind)
 
 
-@pytest.fixture(params=["s3", "s3-versioned"])
-def s3h(request: pytest.FixtureRequest, moto_s3: S3Server, s3_client: Any) -> Harness:
-    return _s3(moto_s3, s3_client, request.param)
+@pytest.fixture(params=_store_params("s3", "s3-versioned"))
+def s3h(request: pytest.FixtureRequest) -> Harness:
+    kind, server = request.param
+    return _live(request, server).store(kind)
 
 
 @pytest.fixture
-def vh(moto_s3: S3Server, s3_client: Any) -> Harness:
-    return _s3(moto_s3, s3_client, "s3-versioned")
+def vh(live: Live) -> Harness:
+    return live.store("s3-versioned")
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -310,8 +364,8 @@ def test_every_version_and_delete_marker_goes(vh: Harness) -> None:
     assert vh.store.delete_all_versions("rec").version_ids == ()
 
 
-def test_delete_batches_are_bounded(moto_s3: S3Server, s3_client: Any) -> None:
-    vh = _s3(moto_s3, s3_client, "s3-versioned", delete_batch=2)
+def test_delete_batches_are_bounded(live: Live) -> None:
+    vh = live.store("s3-versioned", delete_batch=2)
     ids = [str(put(vh.store, "rec", f"v{i}".encode())) for i in range(5)]
     assert sorted(vh.store.delete_all_versions("rec").version_ids) == sorted(ids)
     assert vh.versions("rec") == ([], [])
@@ -377,10 +431,10 @@ def test_bad_tags_and_metadata_are_refused_before_any_request(
 
 
 @pytest.fixture
-def locked(moto_s3: S3Server, s3_client: Any) -> Harness:
-    bucket = moto_s3.bucket(object_lock=True, client=s3_client)
-    store = S3ObjectStore(bucket, "vault", client=s3_client, part_size=PART)
-    return Harness("s3-object-lock", store, store)
+def locked(live: Live) -> Harness:
+    bucket = live.bucket(object_lock=True)
+    store = S3ObjectStore(bucket, "vault", client=live.client, part_size=PART)
+    return Harness("s3-object-lock", store, store, server=live.name)
 
 
 @pytest.mark.parametrize("mode", ["COMPLIANCE", "GOVERNANCE"])
@@ -430,7 +484,10 @@ def test_legal_hold_blocks_deletion_until_released(locked: Harness) -> None:
 @pytest.mark.parametrize("size", [pytest.param(10, id="put"),
                                   pytest.param(PART + 1, id="multipart")])
 def test_default_retention_bucket_accepts_our_uploads(locked: Harness, size: int) -> None:
-    """Such buckets refuse uploads without Content-MD5 (or an SDK checksum): we send it."""
+    """AWS refuses uploads without Content-MD5 (or an SDK checksum) in such buckets: we send
+    it. The servers differ: moto 5.2.1 applies the default retention to PutObject only
+    (AWS and RGW: to multipart uploads too), and RGW 16.2 accepts uploads without
+    Content-MD5 (moto refuses them like AWS)."""
     s3 = locked.s3
     assert s3 is not None
     s3.client.put_object_lock_configuration(Bucket=s3.bucket, ObjectLockConfiguration={
@@ -439,14 +496,34 @@ def test_default_retention_bucket_accepts_our_uploads(locked: Harness, size: int
     data = payload(size)
     vid = put(s3, "rec", data)
     assert get(s3, "rec") == data
-    if size > PART:
-        return  # moto 5.2.1 applies default retention to PutObject only (AWS: to both)
+    if locked.server == "moto" and size > PART:
+        assert s3.lock_state("rec", version_id=vid) == LockState(None, None, False)
+        return
     assert s3.lock_state("rec", version_id=vid).mode == "GOVERNANCE"
     with pytest.raises(ObjectLockedError, match="GOVERNANCE until"):
         s3.delete_all_versions("rec")
     bare = S3ObjectStore(s3.bucket, "vault", client=s3.client, content_md5=False)
-    with pytest.raises(PermanentStorageError, match="MissingUploadObjectWithObjectLock"):
-        put(bare, "other", data)
+    if locked.server == "moto":
+        with pytest.raises(PermanentStorageError, match="MissingUploadObjectWithObjectLock"):
+            put(bare, "other", data)
+    else:
+        other = put(bare, "other", data)
+        assert s3.lock_state("other", version_id=other).mode == "GOVERNANCE"
+
+
+@pytest.mark.parametrize("size", [pytest.param(10, id="put"),
+                                  pytest.param(PART + 1, id="multipart")])
+def test_writer_tags_and_retention_hold_for_every_upload(locked: Harness, size: int) -> None:
+    """RGW 16.2 drops tags and Object Lock headers sent with CreateMultipartUpload
+    (``test_multipart_upload_drops_tags_and_lock_on_rgw``): the writer sets them again on
+    the completed version, so a multipart object is as tagged and locked as a small one."""
+    s3 = locked.s3
+    assert s3 is not None
+    vid = put(s3, "rec", payload(size), tags=TAGS, retain_until=FAR)
+    assert s3.get_tags("rec", version_id=vid) == TAGS
+    assert s3.lock_state("rec", version_id=vid) == LockState("GOVERNANCE", FAR, False)
+    with pytest.raises(ObjectLockedError, match=f"{vid}: GOVERNANCE until 2099"):
+        s3.delete_all_versions("rec")
 
 
 def test_retention_needs_an_aware_datetime(locked: Harness) -> None:
@@ -467,8 +544,8 @@ def test_retention_on_a_bucket_without_object_lock_is_refused(s3h: Harness) -> N
 # -- S3: failures of the server ------------------------------------------------------------
 
 
-def test_missing_bucket_is_a_permanent_error(moto_s3: S3Server, s3_client: Any) -> None:
-    store = S3ObjectStore("rt-no-such-bucket", "vault", client=s3_client, part_size=PART)
+def test_missing_bucket_is_a_permanent_error(live: Live) -> None:
+    store = S3ObjectStore("rt-no-such-bucket", "vault", client=live.client, part_size=PART)
     calls: dict[str, Callable[[], object]] = {
         "check": store.check,
         "head": lambda: store.head("rec"),
@@ -484,7 +561,7 @@ def test_missing_bucket_is_a_permanent_error(moto_s3: S3Server, s3_client: Any) 
         assert not isinstance(err.value, ObjectNotFoundError), name
         assert "s3://rt-no-such-bucket" in str(err.value), name
         assert "does not exist" in str(err.value), name
-        assert moto_s3.endpoint in str(err.value), name
+        assert live.server.endpoint in str(err.value), name
 
 
 def test_server_down_is_a_transient_error() -> None:
@@ -505,18 +582,17 @@ def test_server_down_is_a_transient_error() -> None:
 
 
 @pytest.fixture
-def proxy(moto_s3: S3Server) -> Iterator[FaultProxy]:
-    p = FaultProxy(moto_s3.endpoint)
+def proxy(live: Live) -> Iterator[FaultProxy]:
+    p = FaultProxy(live.server.endpoint)
     yield p
     p.close()
 
 
-def test_503_is_retried_then_succeeds(proxy: FaultProxy, moto_s3: S3Server,
-                                      s3_client: Any) -> None:
-    bucket = moto_s3.bucket(client=s3_client)
-    with S3ObjectStore(bucket, client=s3_client).writer("rec") as w:
+def test_503_is_retried_then_succeeds(proxy: FaultProxy, live: Live) -> None:
+    bucket = live.bucket()
+    with S3ObjectStore(bucket, client=live.client).writer("rec") as w:
         w.write(b"payload")
-    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint,
+    store = S3ObjectStore(bucket, client=live.server.client(endpoint_url=proxy.endpoint,
                                                         max_attempts=3))
     proxy.fail_next = 2
     proxy.requests = 0
@@ -527,10 +603,9 @@ def test_503_is_retried_then_succeeds(proxy: FaultProxy, moto_s3: S3Server,
     assert proxy.requests == 5
 
 
-def test_503_beyond_the_attempts_is_a_transient_error(proxy: FaultProxy, moto_s3: S3Server,
-                                                      s3_client: Any) -> None:
-    bucket = moto_s3.bucket(client=s3_client)
-    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint,
+def test_503_beyond_the_attempts_is_a_transient_error(proxy: FaultProxy, live: Live) -> None:
+    bucket = live.bucket()
+    store = S3ObjectStore(bucket, client=live.server.client(endpoint_url=proxy.endpoint,
                                                         max_attempts=2))
     proxy.fail_next = 100
     with pytest.raises(TransientStorageError, match=r"SlowDown \(HTTP 503\)"):
@@ -543,24 +618,22 @@ def test_503_beyond_the_attempts_is_a_transient_error(proxy: FaultProxy, moto_s3
     assert proxy.requests == 6
 
 
-def test_failed_part_aborts_the_upload(proxy: FaultProxy, moto_s3: S3Server,
-                                       s3_client: Any) -> None:
-    bucket = moto_s3.bucket(client=s3_client)
-    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint),
+def test_failed_part_aborts_the_upload(proxy: FaultProxy, live: Live) -> None:
+    bucket = live.bucket()
+    store = S3ObjectStore(bucket, client=live.server.client(endpoint_url=proxy.endpoint),
                           part_size=PART)
     proxy.fail_match, proxy.status = "partNumber=2", 500
     with pytest.raises(TransientStorageError, match="HTTP 500"), store.writer("rec") as w:
         w.write(payload(3 * PART))  # part 2 fails in a worker thread: seen on completion
-    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert live.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     with pytest.raises(ObjectNotFoundError):
         store.head("rec")
 
 
-def test_a_writer_that_failed_cannot_complete(proxy: FaultProxy, moto_s3: S3Server,
-                                              s3_client: Any) -> None:
+def test_a_writer_that_failed_cannot_complete(proxy: FaultProxy, live: Live) -> None:
     """Swallowing a part failure inside the block does not produce a short object."""
-    bucket = moto_s3.bucket(client=s3_client)
-    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint),
+    bucket = live.bucket()
+    store = S3ObjectStore(bucket, client=live.server.client(endpoint_url=proxy.endpoint),
                           part_size=PART, max_inflight_parts=1)
     proxy.fail_match, proxy.status = "partNumber=2", 500
     data = payload(PART)
@@ -571,15 +644,32 @@ def test_a_writer_that_failed_cannot_complete(proxy: FaultProxy, moto_s3: S3Serv
             w.write(b"x")  # submitting part 3 waits for part 2, which failed
         with pytest.raises(StorageError, match="earlier request"):
             w.write(b"y")
-    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert live.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     with pytest.raises(ObjectNotFoundError):
         store.head("rec")
 
 
-def test_slow_server_is_a_transient_error(proxy: FaultProxy, moto_s3: S3Server,
-                                          s3_client: Any) -> None:
-    bucket = moto_s3.bucket(client=s3_client)
-    store = S3ObjectStore(bucket, client=moto_s3.client(endpoint_url=proxy.endpoint,
+@pytest.mark.parametrize("versioned", [pytest.param(False, id="unversioned"),
+                                       pytest.param(True, id="versioned")])
+def test_multipart_object_whose_tags_cannot_be_set_is_removed(
+        proxy: FaultProxy, live: Live, versioned: bool) -> None:
+    """Tags are set again after CompleteMultipartUpload (RGW drops them at creation); if
+    that fails, the new object must not stay visible without them."""
+    bucket = live.bucket(versioned=versioned)
+    store = S3ObjectStore(bucket, client=live.server.client(endpoint_url=proxy.endpoint),
+                          part_size=PART)
+    proxy.fail_match, proxy.status = "tagging", 500
+    with pytest.raises(TransientStorageError, match="HTTP 500"), \
+            store.writer("rec", tags=TAGS) as w:
+        w.write(payload(PART + 1))
+    r = live.client.list_object_versions(Bucket=bucket)
+    assert (r.get("Versions", []), r.get("DeleteMarkers", [])) == ([], [])
+    assert live.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_slow_server_is_a_transient_error(proxy: FaultProxy, live: Live) -> None:
+    bucket = live.bucket()
+    store = S3ObjectStore(bucket, client=live.server.client(endpoint_url=proxy.endpoint,
                                                         max_attempts=1, read_timeout=0.3))
     proxy.delay = 1.0
     with pytest.raises(TransientStorageError, match="ReadTimeoutError"):

@@ -1,4 +1,5 @@
-"""One contract for every ``ProofStore`` adapter: the local folder and the memory fake."""
+"""One contract for every ``ProofStore`` adapter: the local folder, the memory fake and a
+bucket prefix on moto and on Ceph RGW."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ Factory = Callable[[Path], ProofStore]
 STORES = [
     pytest.param(lambda p: FileProofStore(p / "proofs"), id="file"),
     pytest.param(lambda p: MemoryProofStore(), id="memory"),
-    pytest.param("s3", id="s3"),
-    pytest.param("s3-versioned", id="s3-versioned"),
+    pytest.param("s3", id="s3-moto"),
+    pytest.param("s3-versioned", id="s3-versioned-moto"),
+    pytest.param("s3-rgw", id="s3-rgw", marks=pytest.mark.rgw),
 ]
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ProofStore:
     if isinstance(request.param, str):
-        server = request.getfixturevalue("moto_s3")
+        server = request.getfixturevalue("ceph_rgw" if request.param == "s3-rgw"
+                                         else "moto_s3")
         client = server.client()
         bucket = server.bucket(versioned=request.param == "s3-versioned", client=client)
         return S3ProofStore(bucket, "log/p", client=client)
@@ -186,10 +189,13 @@ def test_file_store_reports_storage_errors(tmp_path: Path) -> None:
 # -- the bucket prefix specifically -------------------------------------------------------
 
 
-def test_s3_store_write_once_is_conditional_on_the_server(moto_s3) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("server", ["moto_s3", pytest.param("ceph_rgw", marks=pytest.mark.rgw)])
+def test_s3_store_write_once_is_conditional_on_the_server(
+        request: pytest.FixtureRequest, server: str) -> None:
     """Two writers racing: the server itself refuses the second different tile."""
-    client = moto_s3.client()
-    bucket = moto_s3.bucket(client=client)
+    srv = request.getfixturevalue(server)
+    client = srv.client()
+    bucket = srv.bucket(client=client)
     store = S3ProofStore(bucket, "log", client=client)
     store.write_once("tile/0/000", b"first")
     client.put_object(Bucket=bucket, Key="log/tile/0/001", Body=b"raced")

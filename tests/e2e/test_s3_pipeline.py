@@ -1,7 +1,7 @@
-"""The whole job on buckets of a live S3 server (moto_server on 127.0.0.1): a recording
-put into an inbox bucket is ingested, tagged, encrypted into a versioned, Object Lock
-vault bucket, deleted when due with every version and delete marker, and its proof (in a
-third bucket) verifies."""
+"""The whole job on buckets of a live S3 server: a recording put into an inbox bucket is
+ingested, tagged, encrypted into a versioned, Object Lock vault bucket, deleted when due
+with every version and delete marker, and its proof (in a third bucket) verifies. Every
+scenario runs on moto_server and on a real Ceph RADOS Gateway (``tests/cephrgw.py``)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ from retentiond.service.holds import add_holds, remove_holds
 from retentiond.service.prooflog import verify_log
 from retentiond.service.wiring import App, build_app
 from retentiond.settings import load_settings
+from tests.cephrgw import ceph_rgw
 from tests.conftest import cli_env, make_wav, run_cli
 from tests.s3server import S3Server, dummy_aws_env, moto_s3
 
-__all__ = ["moto_s3"]
+__all__ = ["ceph_rgw", "moto_s3"]
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +58,21 @@ def aws_env(setup: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def buckets(moto_s3: S3Server, short_setup: Path) -> dict[str, Any]:
-    client = moto_s3.client()
-    names = {"inbox": moto_s3.bucket(client=client),
-             "vault": moto_s3.bucket(versioned=True, object_lock=True, client=client),
-             "proofs": moto_s3.bucket(client=client)}
-    s3_config(short_setup, moto_s3, **names)
-    return {"client": client, "setup": short_setup, **names}
+def make_buckets(server: Any, setup: Path) -> dict[str, Any]:
+    """Inbox, versioned Object Lock vault and proof buckets on ``server``; the setup's
+    config pointed at them."""
+    client = server.client()
+    names = {"inbox": server.bucket(client=client),
+             "vault": server.bucket(versioned=True, object_lock=True, client=client),
+             "proofs": server.bucket(client=client)}
+    s3_config(setup, server, **names)
+    return {"client": client, "setup": setup, "server": server, **names}
+
+
+@pytest.fixture(params=["moto", pytest.param("rgw", marks=pytest.mark.rgw)])
+def buckets(request: pytest.FixtureRequest, short_setup: Path) -> dict[str, Any]:
+    server = request.getfixturevalue("moto_s3" if request.param == "moto" else "ceph_rgw")
+    return make_buckets(server, short_setup)
 
 
 @pytest.fixture
@@ -197,25 +205,25 @@ def test_cli_run_ls_and_proof_verify_on_buckets(buckets: dict[str, Any], tmp_pat
 
 
 def test_missing_vault_bucket_keeps_the_plaintext_then_recovers(
-        buckets: dict[str, Any], moto_s3: S3Server, tmp_path: Path) -> None:
+        buckets: dict[str, Any], tmp_path: Path) -> None:
     c, setup = buckets["client"], buckets["setup"]
+    later = f"later-{buckets['vault']}"
     cfg = setup / "retentiond.yaml"
-    cfg.write_text(cfg.read_text().replace(f"s3://{buckets['vault']}/v/",
-                                           "s3://not-created-yet/v/"))
+    cfg.write_text(cfg.read_text().replace(f"s3://{buckets['vault']}/v/", f"s3://{later}/v/"))
     env = aws_env(setup)
     data = make_wav(tmp_path / "y.wav")
     put(c, buckets["inbox"], "incoming/y.wav", data, Metadata={"retentiond-purpose": "training"})
     r = run_cli("run", "--once", env=env)
     assert r.returncode == 5, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
-    assert "s3://not-created-yet: bucket does not exist" in r.stdout + r.stderr
+    assert f"s3://{later}: bucket does not exist" in r.stdout + r.stderr
     assert keys(c, buckets["inbox"]) == ["incoming/y.wav"]  # nothing lost
     assert run_cli("ls", "--json", env=env).stdout.strip() == "[]"
-    c.create_bucket(Bucket="not-created-yet")
+    c.create_bucket(Bucket=later)
     r = run_cli("run", "--once", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert keys(c, buckets["inbox"]) == []
-    assert len(keys(c, "not-created-yet", "v/")) == 1
+    assert len(keys(c, later, "v/")) == 1
 
 
 def test_unreachable_server_is_a_clear_storage_error(buckets: dict[str, Any]) -> None:

@@ -15,11 +15,17 @@ from retentiond.core.model import State
 from retentiond.service.reconcile import Reconciler
 from retentiond.service.sweep import Sweeper
 from retentiond.service.wiring import App
-from tests.e2e.test_s3_pipeline import app_ingest, buckets, put, s3_app
+from tests.e2e.test_s3_pipeline import app_ingest, make_buckets, put, s3_app
 from tests.integration.test_pipeline import _ingest
-from tests.s3server import moto_s3
+from tests.s3server import S3Server, moto_s3
 
-__all__ = ["buckets", "moto_s3", "s3_app"]
+__all__ = ["moto_s3", "s3_app"]
+
+
+@pytest.fixture
+def buckets(moto_s3: S3Server, short_setup: Path) -> dict[str, Any]:
+    """On moto only (the RGW run of the shared scenarios is tests/e2e/test_s3_pipeline.py)."""
+    return make_buckets(moto_s3, short_setup)
 
 
 def gauge(app: App, kind: str) -> float | None:

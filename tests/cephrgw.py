@@ -44,7 +44,6 @@ import ctypes
 import errno
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -63,8 +62,7 @@ from typing import Any
 import boto3
 import pytest
 
-from retentiond.adapters.s3 import make_s3_client
-from tests.s3server import REGION, dummy_aws_env, free_port
+from tests.s3server import REGION, ServerClients, dummy_aws_env, free_port
 
 PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 COMMANDS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph", "rados")
@@ -195,7 +193,7 @@ def _die_with_parent() -> None:
 
 
 @dataclass
-class RgwServer:
+class RgwServer(ServerClients):
     """A running single-node Ceph cluster with a RADOS Gateway."""
 
     endpoint: str
@@ -213,34 +211,11 @@ class RgwServer:
     def process(self) -> subprocess.Popen[bytes]:
         return self.processes["rgw"]
 
-    def client(self, **options: Any) -> Any:
-        """A client made by ``make_s3_client`` (path-style, 2 attempts, short timeouts)."""
-        args: dict[str, Any] = {"endpoint_url": self.endpoint, "region": REGION,
-                                "addressing_style": "path", "max_attempts": 2,
-                                "connect_timeout": 2.0, "read_timeout": 30.0}
-        args.update(options)
-        with dummy_aws_env():
-            return make_s3_client(**args)
-
     def sns(self) -> Any:
         """A boto3 SNS client on the gateway (topics for bucket notifications)."""
         with dummy_aws_env():
             return boto3.session.Session().client("sns", endpoint_url=self.endpoint,
                                                    region_name=REGION)
-
-    def bucket(self, *, versioned: bool = False, object_lock: bool = False,
-               client: Any = None) -> str:
-        """A new, uniquely named bucket."""
-        c = client or self.client()
-        name = f"rt-{secrets.token_hex(6)}"
-        if object_lock:
-            c.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-        else:
-            c.create_bucket(Bucket=name)
-        if versioned:
-            c.put_bucket_versioning(Bucket=name,
-                                    VersioningConfiguration={"Status": "Enabled"})
-        return name
 
     def ceph(self, *args: str, timeout: float = 30.0) -> str:
         """Run a ``ceph`` command against this cluster; its stdout."""

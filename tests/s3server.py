@@ -83,13 +83,10 @@ def _answers(url: str) -> bool:
         return False
 
 
-@dataclass
-class S3Server:
-    """A running moto_server."""
+class ServerClients:
+    """Clients and buckets on any S3 server at ``self.endpoint`` (moto, Ceph RGW)."""
 
     endpoint: str
-    process: subprocess.Popen[bytes]
-    log: Path
 
     def client(self, **options: Any) -> Any:
         """A client made by ``make_s3_client`` (path-style, 2 attempts, short timeouts)."""
@@ -113,6 +110,15 @@ class S3Server:
             c.put_bucket_versioning(Bucket=name,
                                     VersioningConfiguration={"Status": "Enabled"})
         return name
+
+
+@dataclass
+class S3Server(ServerClients):
+    """A running moto_server."""
+
+    endpoint: str
+    process: subprocess.Popen[bytes]
+    log: Path
 
 
 def start_moto(log: Path) -> S3Server:

@@ -47,7 +47,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
 import boto3
@@ -224,6 +224,36 @@ def translate_error(e: Exception, *, where: str, bucket: str,
                                      f"({type(e).__name__})")
     text = " ".join(str(e).split())[:_SERVER_MESSAGE_CHARS]
     return PermanentStorageError(f"{where}: {type(e).__name__}: {text}")
+
+
+# -- a bucket prefix -----------------------------------------------------------------------
+
+
+class BucketPrefix:
+    """``s3://bucket/prefix/`` with its client: the common part of the inbox and proof-log
+    adapters (``prefix`` is kept with a trailing ``/``, or empty)."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, client: S3Client) -> None:
+        prefix = prefix.strip("/")
+        self.bucket = bucket
+        self.prefix = prefix + "/" if prefix else ""
+        self._client = client
+
+    @classmethod
+    def from_url(cls, url: str, *, client: S3Client) -> Self:
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, client=client)
+
+    @property
+    def client(self) -> S3Client:
+        return self._client
+
+    def url_of(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def _error(self, e: Exception, key: str) -> StorageError:
+        return translate_error(e, where=self.url_of(key), bucket=self.bucket,
+                               endpoint=getattr(self._client.meta, "endpoint_url", None))
 
 
 # -- value types ---------------------------------------------------------------------------

@@ -28,15 +28,8 @@ from typing import Any, BinaryIO, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from retentiond.adapters.localfs import SIDECAR_SUFFIX, is_candidate
-from retentiond.adapters.s3 import (
-    NULL_VERSION,
-    READ_BUFFER,
-    S3Client,
-    StreamBody,
-    parse_s3_url,
-    translate_error,
-)
-from retentiond.errors import InputError, ObjectNotFoundError, StorageError
+from retentiond.adapters.s3 import NULL_VERSION, READ_BUFFER, BucketPrefix, StreamBody
+from retentiond.errors import InputError, ObjectNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -80,38 +73,16 @@ class Pinned:
     metadata: dict[str, str]
 
 
-class S3Inbox:
+class S3Inbox(BucketPrefix):
     """Reads and removes recordings under ``s3://bucket/prefix/``."""
-
-    def __init__(self, bucket: str, prefix: str = "", *, client: S3Client) -> None:
-        prefix = prefix.strip("/")
-        self.bucket = bucket
-        self.prefix = prefix + "/" if prefix else ""
-        self._client = client
-
-    @classmethod
-    def from_url(cls, url: str, *, client: S3Client) -> S3Inbox:
-        bucket, prefix = parse_s3_url(url)
-        return cls(bucket, prefix, client=client)
 
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def url_of(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.prefix}{key}"
-
     def key_of(self, url: str) -> str | None:
         """The relative key of an ``s3://`` URL inside this inbox, else None."""
         return url[len(self.url):] if url.startswith(self.url) else None
-
-    @property
-    def client(self) -> S3Client:
-        return self._client
-
-    def _error(self, e: Exception, key: str) -> StorageError:
-        return translate_error(e, where=self.url_of(key), bucket=self.bucket,
-                               endpoint=getattr(self._client.meta, "endpoint_url", None))
 
     # -- listing ----------------------------------------------------------------------
 

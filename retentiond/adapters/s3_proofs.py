@@ -25,26 +25,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from retentiond.adapters.s3 import S3Client, parse_s3_url, translate_error
+from retentiond.adapters.s3 import BucketPrefix
 from retentiond.core.tiles import check_store_path
-from retentiond.errors import ObjectNotFoundError, ProofError, StorageError
+from retentiond.errors import ObjectNotFoundError, ProofError
 
 _ALREADY_THERE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
-class S3ProofStore:
+class S3ProofStore(BucketPrefix):
     """A ``ProofStore`` on ``s3://bucket/prefix/``."""
-
-    def __init__(self, bucket: str, prefix: str = "", *, client: S3Client) -> None:
-        prefix = prefix.strip("/")
-        self.bucket = bucket
-        self.prefix = prefix + "/" if prefix else ""
-        self._client = client
-
-    @classmethod
-    def from_url(cls, url: str, *, client: S3Client) -> S3ProofStore:
-        bucket, prefix = parse_s3_url(url)
-        return cls(bucket, prefix, client=client)
 
     @property
     def location(self) -> str:
@@ -52,10 +41,6 @@ class S3ProofStore:
 
     def _key(self, path: str) -> str:
         return self.prefix + check_store_path(path)
-
-    def _error(self, e: Exception, path: str) -> StorageError:
-        return translate_error(e, where=f"{self.location}{path}", bucket=self.bucket,
-                               endpoint=getattr(self._client.meta, "endpoint_url", None))
 
     def read(self, path: str) -> bytes | None:
         key = self._key(path)

@@ -50,6 +50,7 @@ class Settings:
     webhook_addr: str | None = None
     webhook_token_file: Path | None = None
     sqs_queue_url: str | None = None
+    minio_listen: bool = False
 
     @property
     def audit_log(self) -> Path:
@@ -86,6 +87,7 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "events.webhook_addr": ("webhook_addr", str),
     "events.webhook_token_file": ("webhook_token_file", str),
     "events.sqs_queue_url": ("sqs_queue_url", str),
+    "events.minio_listen": ("minio_listen", str),
 }
 # s3 settings handed to make_s3_client / the stores (Settings.s3)
 _S3_CLIENT_KEYS = ("endpoint_url", "region", "addressing_style", "profile")
@@ -99,7 +101,7 @@ _SECTIONS = {
     "keys": {"provider", "dir"},
     "s3": {"endpoint_url", "region", "addressing_style", "profile", "object_lock_mode",
            "max_attempts"},
-    "events": {"webhook_addr", "webhook_token_file", "sqs_queue_url"},
+    "events": {"webhook_addr", "webhook_token_file", "sqs_queue_url", "minio_listen"},
 }
 _TOP = {"inbox", "vault", "proofs", "catalog", "policies", "state", "metrics_addr", "log_level",
         *_SECTIONS}
@@ -222,6 +224,8 @@ def load_settings(
             continue
         if key == "metrics_addr" and raw is False:  # YAML reads a bare `off` as false
             raw = "off"
+        if key == "events.minio_listen" and isinstance(raw, bool):
+            raw = "true" if raw else "false"
         try:
             if typ is float:
                 if isinstance(raw, bool):
@@ -292,6 +296,12 @@ def load_settings(
     if sqs_url is not None and not sqs_url.startswith(("https://", "http://")):
         raise ConfigError(f"{sources['sqs_queue_url']}: must be an http(s):// queue URL")
     token_file = values.get("webhook_token_file")
+    minio_listen = values.get("minio_listen", "false").lower()
+    if minio_listen not in ("true", "false"):
+        raise ConfigError(f"{sources['minio_listen']}: true or false")
+    if minio_listen == "true" and not s3.get("endpoint_url"):
+        raise ConfigError(f"{sources['minio_listen']}: needs s3.endpoint_url (the MinIO "
+                          "server)")
     return Settings(
         config_file=config_file.resolve(),
         inbox=tuple(_resolve_location(u, base, "inbox") for u in inbox),
@@ -315,6 +325,7 @@ def load_settings(
         webhook_addr=webhook_addr,
         webhook_token_file=_resolve_path(token_file, base) if token_file else None,
         sqs_queue_url=sqs_url,
+        minio_listen=minio_listen == "true",
     )
 
 

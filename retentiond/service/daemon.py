@@ -27,7 +27,13 @@ from retentiond.adapters.localfs import InboxFile, scan_inbox
 from retentiond.adapters.s3_inbox import S3Candidate
 from retentiond.core.sidecar import METADATA_PREFIX
 from retentiond.errors import EXIT_OK, EXIT_WARNINGS, ConfigError, RetentiondError
-from retentiond.service.events import EventRouter, SqsListener, WebhookServer, read_token
+from retentiond.service.events import (
+    EventRouter,
+    MinioListener,
+    SqsListener,
+    WebhookServer,
+    read_token,
+)
 from retentiond.service.ingest import Ingestor, IngestOutcome
 from retentiond.service.reconcile import reconcile_safely
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
@@ -309,11 +315,11 @@ class Daemon:
         logger.info("reloaded: policy %s sha256 %s", policy.name, policy.sha256,
                     extra={"event": "reload.done"})
 
-    def _event_listeners(self) -> list[WebhookServer | SqsListener]:
+    def _event_listeners(self) -> list[WebhookServer | SqsListener | MinioListener]:
         """The configured bucket event sources (webhook, SQS), all waking this loop."""
         app, s = self.app, self.app.settings
         router = EventRouter(app.s3_inboxes, wake=self._wake.set, metrics=app.metrics)
-        out: list[WebhookServer | SqsListener] = []
+        out: list[WebhookServer | SqsListener | MinioListener] = []
         if s.webhook_addr:
             try:
                 out.append(WebhookServer(s.webhook_addr, router,
@@ -323,6 +329,10 @@ class Daemon:
                                   f"{e.strerror}") from None
         if s.sqs_queue_url:
             out.append(SqsListener(s.sqs_queue_url, sqs_client(s), router))
+        if s.minio_listen:
+            out.append(MinioListener(app.s3_inboxes, router,
+                                     endpoint_url=s.s3.get("endpoint_url", ""),
+                                     region=s.s3.get("region"), profile=s.s3.get("profile")))
         return out
 
     def next_due_in(self, *, now: datetime) -> float | None:

@@ -6,7 +6,9 @@ Sources (SPEC section 2, "Events"):
   (``notify_webhook``) and Ceph RGW (an SNS-style topic with an HTTP push endpoint) send
   them: ``POST /`` with ``{"Records": [...]}``;
 - an SQS queue (``events.sqs_queue_url``) that AWS S3 notifications go to, directly or
-  through SNS (the SNS envelope is unwrapped), long-polled.
+  through SNS (the SNS envelope is unwrapped), long-polled;
+- MinIO's ListenBucketNotification API (``events.minio_listen: true``) through the
+  ``minio`` SDK: one streaming request per inbox bucket, nothing to configure on MinIO.
 
 An event is only a hint: it wakes the daemon, whose pass lists the inbox and ingests
 through the same idempotent path as the periodic listing. So a lost, duplicated, forged
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -188,6 +190,74 @@ class WebhookServer:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class MinioListener:
+    """MinIO's listen API (``minio`` SDK), one thread per inbox: each event record about
+    a new object wakes the daemon. Credentials from the same chain as boto3's (AWS
+    environment variables, then the shared config profile, then MinIO's own variables)."""
+
+    def __init__(self, inboxes: Sequence[S3Inbox], router: EventRouter, *,
+                 endpoint_url: str, region: str | None = None,
+                 profile: str | None = None) -> None:
+        from minio import Minio  # noqa: PLC0415 (only MinIO setups need it)
+        from minio.credentials.providers import (  # noqa: PLC0415
+            AWSConfigProvider,
+            ChainedProvider,
+            EnvAWSProvider,
+            EnvMinioProvider,
+        )
+
+        url = urlsplit(endpoint_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(f"s3.endpoint_url: {endpoint_url!r}: MinIO's listen API needs "
+                              "an http(s)://HOST:PORT endpoint")
+        providers = [EnvAWSProvider(), AWSConfigProvider(profile=profile), EnvMinioProvider()]
+        self._client = Minio(url.netloc, secure=url.scheme == "https", region=region,
+                             credentials=ChainedProvider(providers))
+        self._inboxes = tuple(inboxes)
+        self._router = router
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def listen(self, inbox: S3Inbox) -> None:
+        """Stream ``inbox``'s events until stopped; reconnect with backoff on errors."""
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                with self._client.listen_bucket_notification(
+                        inbox.bucket, prefix=inbox.prefix,
+                        events=("s3:ObjectCreated:*",)) as stream:
+                    for event in stream:
+                        backoff = 1.0
+                        self._router.handle(parse_s3_events(json.dumps(event).encode()),
+                                            source="minio")
+                        if self._stop.is_set():
+                            return
+            except InputError as e:
+                self._router._metrics.events.labels(source="minio", outcome="invalid").inc()
+                logger.warning("minio listen: invalid event: %s", e,
+                               extra={"event": "events.invalid"})
+            except Exception as e:  # noqa: BLE001 (any SDK/network error: reconnect)
+                self._router._metrics.errors.labels(stage="events").inc()
+                logger.warning("minio listen on %s: %s; reconnecting in %.0f s", inbox.url,
+                               type(e).__name__, backoff,
+                               extra={"event": "events.minio_error"})
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+    def start(self) -> None:
+        for inbox in self._inboxes:
+            t = threading.Thread(target=self.listen, args=(inbox,), daemon=True,
+                                 name=f"retentiond-minio-{inbox.bucket}")
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop listening; a thread blocked on the stream ends with the process."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=1)
 
 
 class SqsListener:

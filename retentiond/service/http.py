@@ -1,8 +1,15 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on ``--metrics-addr``."""
+"""``/metrics``, ``/healthz`` and ``/readyz`` on ``--metrics-addr``.
+
+``/healthz`` answers 200 while the process serves requests (liveness); ``/readyz`` 200
+when ``ready()`` says the daemon can work, else 503 with the reason (readiness);
+``/metrics`` the Prometheus text exposition. A failing check or collector gives a
+status code and a log line, never a traceback.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +27,13 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"metrics address {addr!r}: expected HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a client that hangs up mid-answer is not worth a traceback on stderr
+        exc = sys.exc_info()[1]
+        logger.warning("http: request failed: %s", exc, extra={"event": "http.request_failed"})
 
 
 class StatusServer:
@@ -42,11 +56,21 @@ class StatusServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(registry_), CONTENT_TYPE_LATEST)
+                    try:
+                        body = generate_latest(registry_)
+                    except Exception as e:  # noqa: BLE001 (a scrape must not kill the thread)
+                        logger.error("metrics exposition failed: %s", e,
+                                     extra={"event": "http.metrics_failed"})
+                        self._send(500, b"metrics unavailable (see the daemon's log)\n")
+                        return
+                    self._send(200, body, CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     self._send(200, b"ok\n")
                 elif path == "/readyz":
-                    why = ready_()
+                    try:
+                        why = ready_()
+                    except Exception as e:  # noqa: BLE001 (an unexpected failure is "not ready")
+                        why = f"readiness check failed: {e}"
                     if why is None:
                         self._send(200, b"ready\n")
                     else:
@@ -58,7 +82,7 @@ class StatusServer:
                 return
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = _Server((host, port), Handler)
         except OSError as e:
             raise ConfigError(f"metrics address {addr}: cannot listen: {e.strerror}") from None
         self._server.daemon_threads = True

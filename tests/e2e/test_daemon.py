@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,6 +78,43 @@ def drop(inbox: Path, name: str, *, sidecar: dict | None = None, raw_sidecar: st
     return data
 
 
+class NotifyListener:
+    """A systemd stand-in: the datagram socket ``$NOTIFY_SOCKET`` names (abstract namespace,
+    so no path-length limit), collecting what the daemon sends."""
+
+    def __init__(self) -> None:
+        self.address = f"@retentiond-test-{os.getpid()}-{secrets.token_hex(4)}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + self.address[1:])
+        self.sock.settimeout(0.2)
+        self.messages: list[dict[str, str]] = []
+
+    def poll(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                return
+            self.messages.append(dict(line.split("=", 1) for line in data.splitlines()))
+
+    def wait(self, key: str, *, count: int = 1, timeout: float, proc=None) -> dict[str, str]:
+        def got():
+            self.poll()
+            hits = [m for m in self.messages if key in m]
+            return hits[count - 1] if len(hits) >= count else None
+
+        return wait_for(got, timeout=timeout, what=f"sd_notify {key} #{count}", proc=proc)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def scrape(base: str) -> str:
+    status, text = http_get(base + "/metrics")
+    assert status == 200, text
+    return text
+
+
 def ls(setup: Path, *extra: str) -> list[dict]:
     p = run_cli("ls", "--json", *extra, setup=setup)
     assert p.returncode == 0, p.stderr
@@ -94,12 +134,24 @@ def test_daemon_ingests_deletes_on_time_and_proves(short_setup, tmp_path):
         wait_for(lambda: http_get(base + "/healthz")[0] == 200, timeout=15, what="/healthz",
                  proc=proc)
         assert http_get(base + "/readyz")[0] == 200
+        def swept_once():
+            text = scrape(base)
+            return text if metric(text, "retentiond_last_sweep_success_timestamp_seconds") else None
+
+        text = wait_for(swept_once, timeout=10, what="the start-up sweep", proc=proc)
+        assert metric(text, "retentiond_ready") == 1
+        assert metric(text, "retentiond_objects_overdue") == 0
+        assert metric(text, "retentiond_quarantined_objects") == 0
+        assert metric(text, "retentiond_inbox_files") == 0
+        assert metric(text, "retentiond_next_deletion_due_timestamp_seconds") is None
+        started_at = metric(text, "retentiond_last_sweep_success_timestamp_seconds")
+        assert abs(started_at - time.time()) < 30
 
         # a long-lived recording, a malformed sidecar, and one due in a few seconds
         keep = drop(inbox, "keep.wav", sidecar={"purpose": "training", "call_id": "K"}, seed=1)
-        drop(inbox, "bad.wav", raw_sidecar='{"purpose": "quality",\n "agent": }', seed=2)
+        bad = drop(inbox, "bad.wav", raw_sidecar='{"purpose": "quality",\n "agent": }', seed=2)
         due_at = datetime.now(UTC) + timedelta(seconds=6)
-        drop(inbox, "soon.wav", seed=3, sidecar={
+        soon_bytes = drop(inbox, "soon.wav", seed=3, sidecar={
             "purpose": "quality", "recorded_at": (due_at - timedelta(seconds=30)).isoformat(),
             "subject": "+33 1 23 45 67 89"})
 
@@ -122,11 +174,21 @@ def test_daemon_ingests_deletes_on_time_and_proves(short_setup, tmp_path):
             wrapped = db.execute("SELECT wrapped FROM data_keys WHERE object_id=?",
                                  (soon["id"],)).fetchone()[0]
 
-        _, text = http_get(base + "/metrics")
+        text = scrape(base)
         assert metric(text, "retentiond_ingested_total", purpose="training", outcome="stored") == 1
         assert metric(text, "retentiond_ingested_total", purpose="quarantine",
                       outcome="quarantined") == 1
         assert metric(text, "retentiond_objects", purpose="quality", state="active") == 1
+        assert metric(text, "retentiond_objects", purpose="training", state="active") == 1
+        assert metric(text, "retentiond_quarantined_objects") == 1
+        assert metric(text, "retentiond_quarantined_bytes") == len(bad)
+        assert metric(text, "retentiond_ingest_duration_seconds_count") == 3
+        assert metric(text, "retentiond_ingest_bytes_total") == len(keep) + len(bad) + len(soon_bytes)
+        assert metric(text, "retentiond_inbox_files") == 0
+        # the next deletion is the quality recording, exactly when it falls due
+        next_due = metric(text, "retentiond_next_deletion_due_timestamp_seconds")
+        assert abs(next_due - due_at.timestamp()) < 1, (next_due, due_at)
+        assert metric(text, "retentiond_proof_log_entries") == 0
 
         # deleted by the daemon on time (due_at), not long after
         def deleted():
@@ -140,10 +202,16 @@ def test_daemon_ingests_deletes_on_time_and_proves(short_setup, tmp_path):
         assert bytes(wrapped) not in (short_setup / "state" / "catalog.db").read_bytes()
         p = run_cli("proof", "verify", setup=short_setup)
         assert p.returncode == 0 and "1 entries" in p.stdout, p.stderr
-        _, text = http_get(base + "/metrics")
+        text = scrape(base)
         assert metric(text, "retentiond_deletions_total", purpose="quality",
                       reason="retention-expired") == 1
         assert metric(text, "retentiond_proof_log_entries") == 1
+        assert metric(text, "retentiond_objects", purpose="quality", state="active") is None
+        assert metric(text, "retentiond_objects_overdue") == 0
+        assert metric(text, "retentiond_last_sweep_success_timestamp_seconds") >= due_at.timestamp()
+        assert metric(text, "retentiond_next_deletion_due_timestamp_seconds") > next_due + 3600
+        assert metric(text, "retentiond_errors_total", stage="delete") == 0
+        assert metric(text, "retentiond_store_errors_total", store="vault", kind="permanent") == 0
 
         # the daemon is still serving: another file goes through
         drop(inbox, "after.wav", sidecar={"purpose": "training"}, seed=4)
@@ -167,6 +235,8 @@ def test_daemon_ingests_deletes_on_time_and_proves(short_setup, tmp_path):
     events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
     assert "daemon.started" in events and "ingest.stored" in events
     assert "ingest.quarantined" in events and "daemon.stopped" in events
+    assert events.index("daemon.stopping") < events.index("daemon.stopped")
+    assert events.index("daemon.started") < events.index("daemon.ready")  # loop runs first
     assert "Traceback" not in "\n".join(lines)
     assert "+33 1 23" not in "\n".join(lines)
 
@@ -182,35 +252,197 @@ def test_files_dropped_while_stopped_are_ingested_at_start(short_setup):
 
 
 def test_sighup_swaps_valid_policy_and_keeps_old_on_invalid(short_setup, tmp_path):
+    """systemd's view (sd_notify) and Prometheus' (reload metrics) of two reloads: a bad
+    policy is refused and the old one keeps working; a good one, with a new purpose, is
+    in force for the very next recording."""
     log_path = tmp_path / "daemon.log"
     log = open(log_path, "w")  # noqa: SIM115
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    notify = NotifyListener()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retentiond", "run", "--metrics-addr", "off"],
-        env=cli_env(short_setup), stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "retentiond", "run", "--metrics-addr", f"127.0.0.1:{port}"],
+        env=cli_env(short_setup, NOTIFY_SOCKET=notify.address), stdout=log,
+        stderr=subprocess.STDOUT,
     )
     policy = short_setup / "policies" / "test.yaml"
     try:
-        wait_for(lambda: "daemon.started" in log_path.read_text(), timeout=15,
-                 what="start", proc=proc)
+        ready = notify.wait("READY", timeout=15, proc=proc)
+        assert http_get(base + "/readyz")[0] == 200  # READY=1 means ready
+        assert "daemon.started" in log_path.read_text()
+        assert "policy test-short" in ready["STATUS"]
+        text = scrape(base)
+        assert metric(text, "retentiond_config_last_reload_successful") == 1
+        sha_before = next(line for line in text.splitlines()
+                          if line.startswith("retentiond_policy_info{"))
+        assert 'name="test-short"' in sha_before
+
         good = policy.read_text()
         policy.write_text(good.replace("retention: PT30S", "retention: P6X"))
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reload.refused" in log_path.read_text(), timeout=10,
                  what="refused reload", proc=proc)
         assert "test.yaml:6: purposes.quality.retention" in log_path.read_text()
-        # still running on the old policy: a quality recording is ingested as before
+        notify.wait("RELOADING", timeout=5, proc=proc)
+        after = notify.wait("READY", count=2, timeout=5, proc=proc)
+        assert after["STATUS"].startswith("reload refused")
+        text = scrape(base)
+        assert metric(text, "retentiond_config_reloads_total", outcome="refused") == 1
+        assert metric(text, "retentiond_config_reloads_total", outcome="applied") == 0
+        assert metric(text, "retentiond_config_last_reload_successful") == 0
+        assert sha_before in text  # the old policy is still in force
+        assert http_get(base + "/readyz")[0] == 200
+        # still running on the old policy: a training recording is ingested as before
         drop(short_setup / "inbox", "a.wav", sidecar={"purpose": "training"})
         wait_for(lambda: not any((short_setup / "inbox").iterdir()), timeout=15,
                  what="ingest under the old policy", proc=proc)
-        policy.write_text(good)
+        policy.write_text(good)  # `ls` (a fresh process) needs a valid policy
         assert [r["purpose"] for r in ls(short_setup)] == ["training"]
-        policy.write_text(good.replace("name: test-short", "name: test-renamed"))
+
+        renamed = good.replace("name: test-short", "name: test-renamed").replace(
+            "purposes:\n", "purposes:\n  demo:\n    legal_basis: consent\n"
+            "    retention: P1D\n    media: [audio]\n", 1)
+        policy.write_text(renamed)
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reload.done" in log_path.read_text(), timeout=10, what="reload",
                  proc=proc)
         assert "test-renamed" in log_path.read_text()
+        assert "test-renamed" in notify.wait("READY", count=3, timeout=5, proc=proc)["STATUS"]
+        text = scrape(base)
+        assert metric(text, "retentiond_config_reloads_total", outcome="applied") == 1
+        assert metric(text, "retentiond_config_last_reload_successful") == 1
+        assert 'retentiond_policy_info{name="test-renamed"' in text
+        # the new purpose is in force for the next recording
+        drop(short_setup / "inbox", "b.wav", sidecar={"purpose": "demo"}, seed=5)
+        wait_for(lambda: metric(scrape(base), "retentiond_ingested_total", purpose="demo",
+                                outcome="stored") == 1,
+                 timeout=15, what="a recording for the new purpose", proc=proc)
+        rows = {r["purpose"]: r for r in ls(short_setup)}
+        assert rows["demo"]["state"] == "active"
+        assert rows["demo"]["policy"]["name"] == "test-renamed"
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=15)
         log.close()
-    assert code == 0
+    stopping = notify.wait("STOPPING", timeout=2)
+    notify.close()
+    assert stopping["STOPPING"] == "1"
+    assert code == 0, log_path.read_text()
+
+
+def catalog_rows(setup: Path) -> list[tuple[str, str, str]]:
+    """(id, state, plaintext_sha256) of every catalog row, read straight from SQLite."""
+    with sqlite3.connect(setup / "state" / "catalog.db") as db:
+        return db.execute("SELECT id, state, plaintext_sha256 FROM recordings").fetchall()
+
+
+def start_daemon(setup: Path, log_path: Path) -> tuple[subprocess.Popen, object]:
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retentiond", "run", "--metrics-addr", "off"],
+        env=cli_env(setup), stdout=log, stderr=subprocess.STDOUT,
+    )
+    return proc, log
+
+
+def sigterm_on_first(proc: subprocess.Popen, log_path: Path, event: str) -> float:
+    """SIGTERM as soon as ``event`` is logged (mid-work); returns how long the exit took."""
+    wait_for(lambda: f'"event": "{event}"' in log_path.read_text(), timeout=30,
+             what=event, proc=proc)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("no exit within 20 s of SIGTERM") from None
+    assert code == 0, log_path.read_text()
+    return time.monotonic() - sent
+
+
+def test_sigterm_mid_ingest_exits_promptly_and_loses_nothing(short_setup, tmp_path):
+    inbox = short_setup / "inbox"
+    originals = {}
+    for i in range(80):  # dropped while stopped: all ready together at start-up
+        name = f"call-{i:03}.wav"
+        originals[name] = drop(inbox, name, sidecar={"purpose": "training", "call_id": f"C{i}"},
+                               seed=i)
+    log_path = tmp_path / "daemon.log"
+    proc, log = start_daemon(short_setup, log_path)
+    try:
+        took = sigterm_on_first(proc, log_path, "ingest.stored")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert took < 10, f"exit took {took:.1f}s after SIGTERM"
+    events = [json.loads(line)["event"] for line in log_path.read_text().splitlines()
+              if line.startswith("{")]
+    assert events[-1] == "daemon.stopped", events[-5:]
+    # the file being ingested when SIGTERM came is finished, no other one is started
+    assert events[events.index("daemon.stopping"):].count("ingest.stored") <= 1, events[-5:]
+    assert "Traceback" not in log_path.read_text()
+
+    # stopped mid-work: some recordings stored, the rest untouched in the inbox
+    rows = catalog_rows(short_setup)
+    stored = events.count("ingest.stored")
+    assert 0 < stored < len(originals), f"not mid-work: {stored} of {len(originals)} stored"
+    assert len(rows) == stored and {state for _, state, _ in rows} == {"active"}
+    assert len(list((short_setup / "vault").rglob("*.rtd"))) == stored
+    assert not list((short_setup / "vault" / ".tmp").glob("*"))
+    left = {p.name: p.read_bytes() for p in inbox.iterdir() if p.suffix == ".wav"}
+    assert len(left) == len(originals) - stored
+    for name, data in left.items():
+        assert data == originals[name] and (inbox / f"{name}.json").exists()
+    assert {h for _, _, h in rows}.isdisjoint(hashlib.sha256(d).hexdigest()
+                                              for d in left.values())
+
+    # the next run finishes the work: every recording stored exactly once, none lost
+    p = run_cli("run", "--once", setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    assert not any(inbox.iterdir())
+    rows = catalog_rows(short_setup)
+    assert sorted(h for _, _, h in rows) == sorted(
+        hashlib.sha256(d).hexdigest() for d in originals.values())
+    assert len(list((short_setup / "vault").rglob("*.rtd"))) == len(originals)
+
+
+def test_sigterm_mid_sweep_leaves_no_half_deletion(short_setup, tmp_path):
+    staging = tmp_path / "calls"
+    files = []
+    for i in range(40):
+        make_wav(staging / f"due-{i:02}.wav", seed=i)
+        files.append(str(staging / f"due-{i:02}.wav"))
+    recorded = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    p = run_cli("ingest", *files, "--purpose", "quality", "--recorded-at", recorded,
+                setup=short_setup)
+    assert p.returncode == 0, p.stderr
+    assert len(catalog_rows(short_setup)) == 40  # all due at once (PT30S)
+
+    log_path = tmp_path / "daemon.log"
+    proc, log = start_daemon(short_setup, log_path)
+    try:
+        took = sigterm_on_first(proc, log_path, "sweep.deleted")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert took < 15, f"exit took {took:.1f}s after SIGTERM"
+
+    # every deletion begun was finished and proven: no recording half-deleted
+    with sqlite3.connect(short_setup / "state" / "catalog.db") as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state"))
+        unproven = db.execute("SELECT COUNT(*) FROM recordings WHERE state = 'deleted' "
+                              "AND proof_index IS NULL").fetchone()[0]
+    assert set(states) <= {"active", "deleted"} and states.get("deleted", 0) >= 1, states
+    assert unproven == 0
+    deleted = states["deleted"]
+    assert len(list((short_setup / "vault").rglob("*.rtd"))) == 40 - deleted
+    p = run_cli("proof", "verify", setup=short_setup)
+    assert p.returncode == 0 and f"{deleted} entries" in p.stdout, p.stdout + p.stderr
+
+    p = run_cli("run", "--once", setup=short_setup)  # finishes whatever was left
+    assert p.returncode == 0, p.stderr
+    assert {state for _, state, _ in catalog_rows(short_setup)} == {"deleted"}
+    p = run_cli("proof", "verify", setup=short_setup)
+    assert p.returncode == 0 and "40 entries" in p.stdout, p.stdout + p.stderr

@@ -112,9 +112,10 @@ def status_line(app: App) -> str:
 class _CountingSweeper(Sweeper):
     """The sweeper, counting what it leaves to be retried."""
 
-    def sweep(self, *, now: datetime, dry_run: bool = False) -> SweepReport:
+    def sweep(self, *, now: datetime, dry_run: bool = False,
+              should_stop: Callable[[], bool] | None = None) -> SweepReport:
         try:
-            report = super().sweep(now=now, dry_run=dry_run)
+            report = super().sweep(now=now, dry_run=dry_run, should_stop=should_stop)
         except RetentiondError:
             self.app.metrics.retries.labels(operation="pass").inc()
             raise

@@ -158,6 +158,7 @@ class Daemon:
             except RetentiondError as e:
                 self.inbox_errors += 1
                 self.app.metrics.errors.labels(stage="watch").inc()
+                self.app.metrics.count_store_error("inbox", e)
                 logger.error("cannot list inbox %s: %s", inbox.url, e,
                              extra={"event": "inbox.unreachable"})
                 continue
@@ -376,7 +377,8 @@ class Daemon:
                         reconcile_at = app.clock.monotonic() + \
                             app.settings.reconcile_interval_seconds
                     if app.clock.monotonic() >= sweep_at:
-                        self.sweeper.sweep(now=app.clock.now())
+                        self.sweeper.sweep(now=app.clock.now(),
+                                           should_stop=lambda: self._stop)
                         due_in = self.next_due_in(now=app.clock.now())
                         interval = app.settings.sweep_interval_seconds
                         sweep_at = app.clock.monotonic() + (

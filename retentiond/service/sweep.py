@@ -13,6 +13,7 @@ Every step is idempotent, so a crash at any point is finished by the next pass:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -112,8 +113,11 @@ class Sweeper:
             for rec in self.app.catalog.query(states=list(LIVE_STATES))
         ]
 
-    def sweep(self, *, now: datetime, dry_run: bool = False) -> SweepReport:
-        """One enforcement pass. Deletion failures are reported and retried next pass."""
+    def sweep(self, *, now: datetime, dry_run: bool = False,
+              should_stop: Callable[[], bool] | None = None) -> SweepReport:
+        """One enforcement pass. Deletion failures are reported and retried next pass.
+        ``should_stop`` (SIGTERM) is asked before each batch of deletions: the pass then
+        ends after proving what it deleted; the rest waits for the next pass."""
         app = self.app
         started = app.clock.monotonic()
         items: list[SweepItem] = []
@@ -142,6 +146,10 @@ class Sweeper:
             population = sum(n for _, state, n, _ in app.catalog.counts()
                              if state in LIVE_STATE_NAMES)
             for i in range(0, len(due), DELETE_BATCH):
+                if should_stop is not None and should_stop():
+                    logger.info("stop requested: %d due deletions left for the next pass",
+                                len(due) - i, extra={"event": "sweep.stopped"})
+                    break
                 deleted.update(self._delete_batch(due[i:i + DELETE_BATCH], now=now,
                                                   items=items, population=population))
             proven: dict[str, int] = {}

@@ -19,7 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from retentiond.adapters.localfs import LocalObjectStore
 from retentiond.adapters.localfs_proofs import FileProofStore
-from retentiond.adapters.s3 import LockMode, S3Client, S3ObjectStore, make_s3_client
+from retentiond.adapters.s3 import (
+    LockMode,
+    S3Client,
+    S3ObjectStore,
+    make_s3_client,
+    parse_s3_url,
+)
 from retentiond.adapters.s3_inbox import S3Inbox
 from retentiond.adapters.s3_proofs import S3ProofStore
 from retentiond.adapters.sqlite_catalog import SQLiteCatalog
@@ -163,12 +169,30 @@ def build_app(
     s3_inboxes = tuple(S3Inbox.from_url(u, client=client) for u in settings.inbox if is_s3(u))
     catalog = SQLiteCatalog(settings.catalog_path)
     proof_log = ProofLog(proofs, origin=settings.proof_origin, verifier=verifier, signer=signer)
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    if client is not None:
+        roles = {**{i.bucket: "inbox" for i in s3_inboxes},
+                 **{parse_s3_url(u)[0]: r for r, u in (("proofs", settings.proofs),
+                                                       ("vault", settings.vault)) if is_s3(u)}}
+        count_s3_retries(client, metrics, roles)
     return App(
         settings=settings, clock=clock or SystemClock(), catalog=catalog, vault=vault,
         keys=keys, policy=policy, proof_log=proof_log, audit=AuditLog(settings.audit_log),
-        metrics=Metrics(registry if registry is not None else CollectorRegistry()),
-        s3_inboxes=s3_inboxes,
+        metrics=metrics, s3_inboxes=s3_inboxes,
     )
+
+
+def count_s3_retries(client: S3Client, metrics: Metrics, roles: dict[str, str]) -> None:
+    """Count the requests boto3 retries (attempt 2 and later) in
+    ``retentiond_store_retries_total{store}``, the store told by the request's bucket."""
+
+    def on_request(request: Any, **_: Any) -> None:
+        if request.context.get("retries", {}).get("attempt", 1) > 1:
+            role = roles.get(request.context.get("input_params", {}).get("Bucket", ""))
+            if role is not None:
+                metrics.store_retries.labels(store=role).inc()
+
+    client.meta.events.register("request-created.s3", on_request)
 
 
 def is_s3(location: str) -> bool:

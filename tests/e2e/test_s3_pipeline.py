@@ -308,3 +308,20 @@ def test_store_lock_blocks_deletion_reported_and_retried(
     report = sweeper.sweep(now=clock.now())
     assert [(i.id, i.outcome) for i in report.items] == [(rec.id, "deleted")]
     assert app.proof_log.size() == 1
+
+
+def test_s3_retries_are_counted_per_store(buckets: dict[str, Any]) -> None:
+    """A request boto3 retries (attempt 2+) counts in retentiond_store_retries_total."""
+    cfg = buckets["setup"] / "retentiond.yaml"
+    cfg.write_text(re.sub(r"endpoint_url: \S+", "endpoint_url: http://127.0.0.1:9",
+                          cfg.read_text()))
+    with dummy_aws_env():
+        app = build_app(load_settings(cfg, environ={}))
+    try:
+        with pytest.raises(Exception, match="cannot reach"):
+            app.vault.head("v1/00/x.rtd")
+        value = app.metrics.registry.get_sample_value
+        assert value("retentiond_store_retries_total", {"store": "vault"}) == 1  # 2 attempts
+        assert value("retentiond_store_retries_total", {"store": "inbox"}) == 0
+    finally:
+        app.close()

@@ -26,11 +26,12 @@ from retentiond.service.events import (
     WebhookServer,
     parse_s3_events,
 )
+from tests.cephrgw import ceph_rgw
 from tests.conftest import make_wav, run_cli
 from tests.e2e.test_s3_pipeline import aws_env, s3_config
 from tests.s3server import S3Server, free_port, moto_s3
 
-__all__ = ["moto_s3"]
+__all__ = ["ceph_rgw", "moto_s3"]
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -273,3 +274,56 @@ def test_minio_listen_needs_an_endpoint(short_setup: Path) -> None:
     cfg.write_text(cfg.read_text() + "events:\n  minio_listen: true\n")
     r = run_cli("ls", setup=short_setup)
     assert r.returncode == 2 and "events.minio_listen: needs s3.endpoint_url" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.rgw
+def test_rgw_notifications_reach_the_daemon_webhook(
+        ceph_rgw: Any, short_setup: Path, tmp_path: Path) -> None:
+    """A real Ceph RGW topic whose HTTP push endpoint is retentiond's webhook (with its
+    token in the query string, as RGW cannot send headers): a recording PUT into the inbox
+    bucket is ingested within seconds by a daemon that would otherwise list only once a
+    minute."""
+    from tests.cephrgw import create_topic, notify_bucket
+
+    client = ceph_rgw.client()
+    names = {"inbox": ceph_rgw.bucket(client=client), "vault": ceph_rgw.bucket(client=client),
+             "proofs": ceph_rgw.bucket(client=client)}
+    s3_config(short_setup, ceph_rgw, **names)
+    port = free_port()
+    token = short_setup / "keys" / "webhook.token"
+    token.write_text("rgw-t0ken\n")
+    token.chmod(0o600)
+    cfg = short_setup / "retentiond.yaml"
+    cfg.write_text(re.sub(r"interval_seconds: \S+", "interval_seconds: 600", cfg.read_text())
+                   + f"events:\n  webhook_addr: 127.0.0.1:{port}\n"
+                   f"  webhook_token_file: {token}\n")
+    topic = create_topic(ceph_rgw, f"rt-{names['inbox']}",
+                         f"http://127.0.0.1:{port}/?token=rgw-t0ken")
+    notify_bucket(client, names["inbox"], topic)
+    env = aws_env(short_setup)
+    proc = subprocess.Popen([sys.executable, "-m", "retentiond", "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                _post(f"http://127.0.0.1:{port}/?token=rgw-t0ken", b'{"Records": []}')
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        time.sleep(1.0)  # the start-up pass lists an empty inbox
+        client.put_object(Bucket=names["inbox"], Key="incoming/appel 1.wav",
+                          Body=make_wav(tmp_path / "r.wav"),
+                          Metadata={"retentiond-purpose": "training"})
+        sent = time.monotonic()
+        rows: list[Any] = []
+        while time.monotonic() - sent < 20 and not rows:
+            time.sleep(0.3)
+            rows = json.loads(run_cli("ls", "--json", env=env).stdout or "[]")
+        assert rows and rows[0]["source"].endswith("/incoming/appel 1.wav"), \
+            "not ingested after RGW's notification"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]

@@ -30,12 +30,14 @@ class ObjectInfo:
 class PutResult:
     """Outcome of a completed write: the bytes are durable and visible under ``key``.
     ``etag``: the ETag the store must report if it holds exactly the bytes written,
-    computed by the writer from those bytes (S3: MD5-based), or None."""
+    computed by the writer from those bytes (S3: MD5-based), or None; ``stored_etag``: the
+    ETag the store answered to the write, if any."""
 
     key: str
     size: int
     version_id: str | None = None
     etag: str | None = None
+    stored_etag: str | None = None
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ def load_settings(
             raw, src = overrides[key], f"--{key.replace('_', '-')}"
         if raw is None:
             continue
-        if key == "metrics_addr" and raw is False:  # YAML reads a bare `off` as false
+        if key in ("metrics_addr", "events.webhook_addr") and raw is False:  # YAML `off`
             raw = "off"
         if key == "events.minio_listen" and isinstance(raw, bool):
             raw = "true" if raw else "false"
@@ -290,6 +290,8 @@ def load_settings(
     if attempts != int(attempts) or not 1 <= attempts <= 20:
         raise ConfigError(f"{sources['s3_max_attempts']}: a whole number from 1 to 20")
     webhook_addr = values.get("webhook_addr")
+    if webhook_addr in ("off", "none", ""):
+        webhook_addr = None
     if webhook_addr is not None and not webhook_addr.rpartition(":")[2].isdigit():
         raise ConfigError(f"{sources['webhook_addr']}: must be HOST:PORT")
     sqs_url = values.get("sqs_queue_url")

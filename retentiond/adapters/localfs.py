@@ -17,6 +17,7 @@ import os
 import secrets
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ TMP_DIR = ".tmp"
 RETRYABLE_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
 # Write-behind: every 8 MiB the writer asks Linux to start writing out what it has just
 # written (sync_file_range(SYNC_FILE_RANGE_WRITE): asynchronous, no wait), so the device
-# works while the sealer computes and the final fsync has little left to do. A hint only:
-# durability still comes from fsync(file), rename, fsync(folder).
+# works while the sealer computes, and asks a helper thread to fdatasync the file so far:
+# only a flush makes a disk with a write cache (a virtio disk on a host's page cache)
+# store what it was given, and here that took about as long as the copy itself (a final
+# fsync waited 270-400 ms for 256 MiB already written back; flushed every 8 MiB while
+# writing, 0-30 ms). Hints only: durability still comes from fsync(file), rename,
+# fsync(folder), and a file under 8 MiB gets none of it.
 _WRITE_BEHIND = 8 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -76,6 +81,51 @@ def _start_writeback() -> Callable[[int, int, int], object] | None:
     return start
 
 
+class _Flusher:
+    """``fdatasync(fd)`` in a helper thread, on request, one at a time: requests made while
+    one runs are merged into the next. The first error stops it and is kept for ``stop``
+    to raise (a failed fdatasync may not be reported again to a later fsync of the same
+    open file). ``stop`` must return before ``fd`` is closed."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._cond = threading.Condition()
+        self._wanted = False
+        self._stopping = False
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                         name="retentiond-vault-flush")
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._cond:
+            self._wanted = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Wait for the flush under way (if any), end the thread, raise its error."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._wanted or self._stopping):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                self._wanted = False
+            try:
+                os.fdatasync(self._fd)
+            except OSError as e:
+                self.error = e
+                return
+
+
 class _FileWriter:
     """Unbuffered writes to the temporary file (no copy into a Python buffer)."""
 
@@ -85,6 +135,7 @@ class _FileWriter:
         self._size = 0
         self._written_back = 0
         self._writeback = _start_writeback() if _WRITE_BEHIND else None
+        self._flusher: _Flusher | None = None
         self._result: PutResult | None = None
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
@@ -96,11 +147,23 @@ class _FileWriter:
                 raise OSError(errno.EIO, "write accepted no bytes")
             view = view[n:]
         self._size += total
-        if self._writeback is not None and self._size - self._written_back >= _WRITE_BEHIND:
-            self._writeback(self._fh.fileno(), self._written_back,
-                            self._size - self._written_back)
+        if _WRITE_BEHIND and self._size - self._written_back >= _WRITE_BEHIND:
+            if self._writeback is not None:
+                self._writeback(self._fh.fileno(), self._written_back,
+                                self._size - self._written_back)
             self._written_back = self._size
+            if self._flusher is None:
+                self._flusher = _Flusher(self._fh.fileno())
+            elif self._flusher.error is not None:
+                self._stop_flusher()  # raises it now, not after writing everything
+            self._flusher.request()
         return total
+
+    def _stop_flusher(self) -> None:
+        """End the helper flush (idempotent); raise its error, if any."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.stop()
 
     @property
     def result(self) -> PutResult:
@@ -152,6 +215,7 @@ class LocalObjectStore:
         w = _FileWriter(fh, key)
         try:
             yield w
+            w._stop_flusher()
             os.fsync(fh.fileno())
             fh.close()
             self._make_folders(final.parent)
@@ -161,6 +225,8 @@ class LocalObjectStore:
         except OSError as e:
             raise storage_error(e, f"{self.url}: {key}") from None
         finally:
+            with contextlib.suppress(OSError):  # failing already: the first error stands
+                w._stop_flusher()  # before the descriptor it flushes is closed
             if not fh.closed:
                 fh.close()
             tmp.unlink(missing_ok=True)

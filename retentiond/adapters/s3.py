@@ -498,8 +498,10 @@ class S3Writer:
             digests = [d for d in self._digests if d is not None]
             expected = f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}' \
                 f'-{len(digests)}"' if len(digests) == len(self._parts) else None
+        stored = resp.get("ETag")
         self._result = PutResult(key=self._key, size=self._size,
-                                 version_id=_version(resp.get("VersionId")), etag=expected)
+                                 version_id=_version(resp.get("VersionId")), etag=expected,
+                                 stored_etag=str(stored) if stored else None)
 
     def _send_part(self) -> None:
         try:
@@ -770,18 +772,27 @@ class S3ObjectStore:
         return S3Writer(self, key, extra)
 
     def written_intact(self, put: PutResult) -> bool | None:
-        """HEAD the written version: its size and the server's ETag must equal what was
-        sent. None (read it back) when the ETag cannot be predicted: no Content-MD5, or a
-        server whose ETags are not MD5-based (e.g. AWS SSE-KMS)."""
+        """The server's ETag for the written version must equal the MD5-based one of what
+        was sent (every part also carried Content-MD5, checked by the server on receipt).
+        The ETag the PutObject/CompleteMultipartUpload answered is used when there is one
+        (a successful answer means durably stored), else the version is HEADed. None
+        (read it back) when the ETag cannot be predicted: no Content-MD5, or a server whose
+        ETags are not MD5-based (e.g. AWS SSE-KMS)."""
         if put.etag is None:
             return None
+        md5_like = r'"[0-9a-f]{32}(-\d+)?"'
+        if put.stored_etag is not None:
+            if put.stored_etag == put.etag:
+                return True
+            if re.fullmatch(md5_like, put.stored_etag):
+                return False
         h = self._head(put.key, put.version_id)
         etag = str(h.get("ETag", ""))
         if int(h["ContentLength"]) != put.size:
             return False
         if etag == put.etag:
             return True
-        return None if not re.fullmatch(r'"[0-9a-f]{32}(-\d+)?"', etag) else False
+        return None if not re.fullmatch(md5_like, etag) else False
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:
         """S3 legal hold ON/OFF on the version, where the bucket has Object Lock."""

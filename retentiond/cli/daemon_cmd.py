@@ -52,7 +52,8 @@ def register(sub: Subparsers) -> None:
 
 def readiness(app: App) -> str | None:
     """None when the daemon can do its work, else why not (one line, no secrets): a policy
-    is loaded, and the catalog, the vault, the proof log and the key provider answer."""
+    is loaded, and the catalog, the vault, the proof log, the inboxes and the key provider
+    answer."""
     if not app.policy.purposes:
         return "no policy loaded"
     try:
@@ -69,6 +70,14 @@ def readiness(app: App) -> str | None:
         app.proof_log.size()
     except Exception as e:  # noqa: BLE001
         return f"proof log: {e}"
+    for folder in app.folder_inboxes:
+        if not folder.is_dir():
+            return f"inbox: {folder} is not a folder"
+    for inbox in app.s3_inboxes:
+        try:
+            inbox.check()
+        except Exception as e:  # noqa: BLE001
+            return f"inbox: {e}"
     try:
         probe = bytes(32)
         wrapped = app.keys.wrap(probe, object_id=READY_PROBE_KEY)

@@ -16,7 +16,7 @@ from retentiond.errors import NotFoundError, StorageError, UsageError
 from retentiond.ports import ProofStore
 from retentiond.service.prooflog import ProofLog, verify_log
 from retentiond.service.wiring import VERIFIER_KEY_FILE, load_verifier, open_proof_store
-from retentiond.settings import check_s3_url
+from retentiond.settings import CONFIG_ENV, check_s3_url
 
 WITNESS_FILE = "proof-verified.checkpoint"
 
@@ -70,6 +70,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         settings = settings_from(args)
     location = args.log or settings.proofs  # type: ignore[union-attr]
     if location.startswith("s3://"):
+        if settings is None and (args.config or os.environ.get(CONFIG_ENV)):
+            settings = settings_from(args)  # its s3.* settings reach the bucket
         log_dir: str | Path = check_s3_url(location, "--log")
         store: ProofStore = open_proof_store(str(log_dir), settings)
         if not store.list("checkpoint"):

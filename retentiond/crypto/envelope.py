@@ -71,6 +71,7 @@ __all__ = [
     "open_stream",
     "seal_bytes",
     "seal_stream",
+    "verify_stream",
 ]
 
 MAGIC: Final = b"RTDSEAL\x00"
@@ -169,7 +170,25 @@ def open_stream(
     return _open(
         src, dst, domain=_STREAM_DOMAIN, data_key=data_key, object_id=object_id,
         purpose=purpose,
-    )
+    ).result()
+
+
+def verify_stream(src: BinaryIO, *, data_key: bytes, object_id: str, purpose: str) -> int:
+    """Check that ``src`` is, byte for byte, a recording sealed under ``data_key`` for
+    ``object_id`` and ``purpose``: every segment's AES-GCM tag (a 128-bit MAC over that
+    segment, its position, whether it is the last, the header and the bindings) must
+    verify. Returns the number of sealed bytes read; raises IntegrityError otherwise.
+
+    The read-back check of a stored copy: it catches any change, truncation or extension
+    of what ``seal_stream`` wrote (a random fault passes with probability about 2**-128)
+    and proves the copy opens, at the cost of AES-GCM decryption (about 2-3 GB/s on one
+    core here, twice SHA-256's speed); the plaintext is decrypted into one reused buffer
+    and dropped, never hashed or written. Memory: three buffers of one segment.
+    """
+    return _open(
+        src, None, domain=_STREAM_DOMAIN, data_key=data_key, object_id=object_id,
+        purpose=purpose,
+    ).sealed_size
 
 
 def seal_bytes(data: bytes, *, data_key: bytes, object_id: str, label: str) -> bytes:
@@ -452,18 +471,32 @@ def _parse_header(header: bytes) -> tuple[int, bytes]:
     return segment_size, header[len(MAGIC) + 5:HEADER_SIZE]
 
 
+@dataclass(frozen=True)
+class _Opened:
+    plaintext_size: int
+    sealed_size: int
+    plaintext_sha256: str  # "" when only verifying
+
+    def result(self) -> OpenResult:
+        return OpenResult(plaintext_size=self.plaintext_size,
+                          plaintext_sha256=self.plaintext_sha256)
+
+
 def _open(
-    src: BinaryIO, dst: SupportsWrite, *, domain: bytes, data_key: bytes, object_id: str,
-    purpose: str,
-) -> OpenResult:
+    src: BinaryIO, dst: SupportsWrite | None, *, domain: bytes, data_key: bytes,
+    object_id: str, purpose: str,
+) -> _Opened:
+    """Authenticate and decrypt ``src`` segment by segment; each verified plaintext goes to
+    ``dst`` and into a SHA-256, or, when ``dst`` is None (verification only), nowhere."""
     aead = _aead(data_key)
     fill = _filler(src)
     head = memoryview(bytearray(HEADER_SIZE))
     header = bytes(head[:fill(head)])
     segment_size, nonce_prefix = _parse_header(header)
     ad = _associated_data(domain, header, object_id, purpose)
-    pt_hash = hashlib.sha256()
+    pt_hash = hashlib.sha256() if dst is not None else None
     total = 0
+    sealed = len(header)
 
     full = segment_size + TAG_SIZE
     cur, nxt = memoryview(bytearray(full)), memoryview(bytearray(full))
@@ -490,13 +523,16 @@ def _open(
                 f"sealed object does not authenticate at segment {counter}: tampered, "
                 "truncated, extended or reordered, wrong key, or another object or purpose"
             ) from None
-        pt_hash.update(plain)
-        _write_all(dst, plain)
+        if dst is not None and pt_hash is not None:
+            pt_hash.update(plain)
+            _write_all(dst, plain)
         total += len(plain)
+        sealed += n_cur
         if final:
             break
         counter += 1
         if counter >= MAX_SEGMENTS:
             raise IntegrityError(f"sealed object has more than {MAX_SEGMENTS} segments")
         cur, nxt, n_cur = nxt, cur, n_nxt
-    return OpenResult(plaintext_size=total, plaintext_sha256=pt_hash.hexdigest())
+    return _Opened(plaintext_size=total, sealed_size=sealed,
+                   plaintext_sha256=pt_hash.hexdigest() if pt_hash is not None else "")

@@ -26,7 +26,13 @@ from retentiond.adapters.fswatch import InboxWatcher
 from retentiond.adapters.localfs import InboxFile, scan_inbox
 from retentiond.adapters.s3_inbox import S3Candidate
 from retentiond.core.sidecar import METADATA_PREFIX
-from retentiond.errors import EXIT_OK, EXIT_WARNINGS, ConfigError, RetentiondError
+from retentiond.errors import (
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_WARNINGS,
+    ConfigError,
+    RetentiondError,
+)
 from retentiond.service.events import (
     EventRouter,
     MinioListener,
@@ -105,6 +111,7 @@ class PassReport:
     ingested: tuple[IngestOutcome, ...]
     sweep: SweepReport | None
     pending: int
+    store_errors: tuple[int, ...] = ()  # exit codes of store failures outside a recording
 
     @property
     def has_warnings(self) -> bool:
@@ -116,6 +123,7 @@ class PassReport:
         """``run --once``: the most specific failure code among recordings that failed
         (e.g. 5 storage, 4 bad input), else 1 with warnings, else 0."""
         failed = [o.exit_code for o in self.ingested if o.outcome == "failed"]
+        failed += self.store_errors
         if failed:
             return max(failed)
         return EXIT_WARNINGS if self.has_warnings else EXIT_OK
@@ -134,6 +142,7 @@ class Daemon:
         self._reload = False
         self._sleep = sleep
         self.inbox_errors = 0
+        self.store_error_codes: list[int] = []  # this pass: inbox listing, reconciliation
         self._metadata_seen: dict[str, tuple[str, bool]] = {}
 
     # -- one pass ---------------------------------------------------------------------
@@ -143,6 +152,7 @@ class Daemon:
         for root_path in self.app.folder_inboxes:
             if not root_path.is_dir():
                 self.inbox_errors += 1
+                self.store_error_codes.append(EXIT_STORAGE)
                 self.app.metrics.errors.labels(stage="watch").inc()
                 logger.error("inbox %s is not a folder", root_path,
                              extra={"event": "inbox.missing"})
@@ -157,6 +167,7 @@ class Daemon:
                 self.ingestor.apply_late_object_sidecars(inbox, orphans, now=now)
             except RetentiondError as e:
                 self.inbox_errors += 1
+                self.store_error_codes.append(e.exit_code)
                 self.app.metrics.errors.labels(stage="watch").inc()
                 self.app.metrics.count_store_error("inbox", e)
                 logger.error("cannot list inbox %s: %s", inbox.url, e,
@@ -208,7 +219,9 @@ class Daemon:
                 if isinstance(c.item, InboxFile):
                     outcome = self.ingestor.ingest(c.item.root, c.item.relpath, now=now)
                 else:
-                    outcome = self.ingestor.ingest_object(c.item.inbox, c.item.key, now=now)
+                    outcome = self.ingestor.ingest_object(
+                        c.item.inbox, c.item.key, now=now,
+                        sidecar_listed=c.item.sidecar is not None)
             except Exception:  # a bug must not stop the other recordings
                 self.app.metrics.errors.labels(stage="ingest").inc()
                 logger.exception("unexpected failure ingesting %s; left in place", c.ident,
@@ -243,7 +256,9 @@ class Daemon:
         app = self.app
         self.start_proof_log()
         self.ingestor.recover()
-        reconcile_safely(app, now=app.clock.now())
+        self.store_error_codes = []
+        if reconcile_safely(app, now=app.clock.now()) is None:
+            self.store_error_codes.append(EXIT_STORAGE)
         outcomes: list[IngestOutcome] = []
         pending = 0
         # files still changing after this long are left for the next run (bounded exit)
@@ -260,7 +275,8 @@ class Daemon:
                 break
             self._pause(min(next_in, MAX_SLEEP_SECONDS) + 0.05)
         report = self.sweeper.sweep(now=app.clock.now())
-        return PassReport(tuple(outcomes), report, pending + self.inbox_errors)
+        return PassReport(tuple(outcomes), report, pending + self.inbox_errors,
+                          tuple(self.store_error_codes))
 
     def _pause(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -360,6 +376,7 @@ class Daemon:
             sweep_at = app.clock.monotonic()  # sweep once at start-up
             reconcile_at = app.clock.monotonic()
             while not self._stop:
+                self.store_error_codes.clear()  # only run --once reports them as its exit
                 if self._reload:
                     self._reload = False
                     self.reload()

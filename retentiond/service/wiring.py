@@ -6,7 +6,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,7 @@ from retentiond.metrics import Metrics
 from retentiond.ports import KeyProvider, ObjectStore, ProofStore
 from retentiond.service.audit import AuditLog
 from retentiond.service.prooflog import ProofLog
-from retentiond.settings import Settings
+from retentiond.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def open_proof_store(location: str, settings: Settings | None, *,
     ``settings``, else the AWS chain alone, e.g. ``AWS_ENDPOINT_URL``)."""
     if is_s3(location):
         if client is None:
-            client = s3_client(settings) if settings is not None else make_s3_client()
+            client = s3_client(settings) if settings is not None else env_s3_client()
         return S3ProofStore.from_url(location, client=client)
     return FileProofStore(Path(location))
 
@@ -234,6 +234,20 @@ def _region_of_queue(url: str) -> str | None:
 
 def _same_host(a: str | None, b: str | None) -> bool:
     return bool(a and b) and urlsplit(a).netloc == urlsplit(b or "").netloc
+
+
+def env_s3_client(environ: Mapping[str, str] | None = None) -> S3Client:
+    """An S3 client without a configuration file (an auditor's ``proof verify --log``):
+    ``RETENTIOND_S3_ENDPOINT_URL``, ``_REGION``, ``_ADDRESSING_STYLE``, ``_PROFILE`` if set,
+    else the AWS chain alone (``AWS_ENDPOINT_URL``...)."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        return env.get(env_name(f"s3.{name}")) or None
+
+    return make_s3_client(endpoint_url=get("endpoint_url"), region=get("region"),
+                          addressing_style=get("addressing_style") or "auto",
+                          profile=get("profile"))
 
 
 def s3_client(settings: Settings) -> S3Client:

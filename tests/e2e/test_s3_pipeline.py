@@ -325,3 +325,58 @@ def test_s3_retries_are_counted_per_store(buckets: dict[str, Any]) -> None:
         assert value("retentiond_store_retries_total", {"store": "inbox"}) == 0
     finally:
         app.close()
+
+
+def test_auditor_verifies_the_bucket_log_with_config_or_environment(
+        buckets: dict[str, Any], tmp_path: Path) -> None:
+    """``proof verify --log s3://...`` reaches a MinIO/Ceph endpoint from the config given
+    with --config, or from RETENTIOND_S3_* without any config (an auditor's machine)."""
+    setup = buckets["setup"]
+    env = aws_env(setup)
+    assert run_cli("run", "--once", env=env).returncode == 0
+    log = f"s3://{buckets['proofs']}/log/"
+    vkey = str(setup / "keys" / "proof-log.vkey")
+    args = ["proof", "verify", "--log", log, "--vkey", vkey,
+            "--witness", str(tmp_path / "w")]
+    r = run_cli("--config", str(setup / "retentiond.yaml"), *args, env=env)
+    assert r.returncode == 0 and r.stdout.startswith(f"ok: {log}"), r.stdout + r.stderr
+    bare = {k: v for k, v in env.items() if k != "RETENTIOND_CONFIG"}
+    r = run_cli(*args, env=bare | {
+        "RETENTIOND_S3_ENDPOINT_URL": buckets["server"].endpoint,
+        "RETENTIOND_S3_ADDRESSING_STYLE": "path", "RETENTIOND_S3_REGION": "us-east-1"})
+    assert r.returncode == 0 and "consistent with the last verified" in r.stdout, r.stderr
+
+
+def test_missing_inbox_bucket_fails_run_once_and_readiness(buckets: dict[str, Any]) -> None:
+    setup = buckets["setup"]
+    env = aws_env(setup) | {"RETENTIOND_INBOX": "s3://no-such-inbox-bucket/incoming/"}
+    r = run_cli("run", "--once", env=env)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "s3://no-such-inbox-bucket" in r.stderr and "Traceback" not in r.stderr
+    from retentiond.cli.daemon_cmd import readiness
+
+    with dummy_aws_env():
+        app = build_app(load_settings(setup / "retentiond.yaml", environ={
+            "RETENTIOND_INBOX": "s3://no-such-inbox-bucket/incoming/"}))
+    try:
+        why = readiness(app)
+        assert why is not None and why.startswith("inbox: s3://no-such-inbox-bucket")
+    finally:
+        app.close()
+
+
+def test_missing_vault_bucket_fails_run_once_even_with_nothing_to_do(
+        buckets: dict[str, Any]) -> None:
+    env = aws_env(buckets["setup"]) | {"RETENTIOND_VAULT": "s3://no-such-vault-bucket/v/"}
+    r = run_cli("run", "--once", env=env)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "no-such-vault-bucket: bucket does not exist" in r.stderr
+
+
+def test_webhook_can_be_turned_off(short_setup: Path) -> None:
+    cfg = short_setup / "retentiond.yaml"
+    cfg.write_text(cfg.read_text() + "events:\n  webhook_addr: 127.0.0.1:9465\n")
+    assert load_settings(cfg, environ={}).webhook_addr == "127.0.0.1:9465"
+    for off in ("off", "none"):
+        s = load_settings(cfg, environ={"RETENTIOND_EVENTS_WEBHOOK_ADDR": off})
+        assert s.webhook_addr is None

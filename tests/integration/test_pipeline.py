@@ -3,22 +3,32 @@ sweep, proofs, holds, quarantine, failures."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from retentiond.adapters import localfs
 from retentiond.core.classify import Overrides
 from retentiond.core.decide import Action
 from retentiond.core.model import State
+from retentiond.crypto.envelope import (
+    DEFAULT_SEGMENT_SIZE,
+    HEADER_SIZE,
+    TAG_SIZE,
+    new_data_key,
+    seal_stream,
+)
 from retentiond.errors import (
     IntegrityError,
     KeyUnavailableError,
     TransientStorageError,
 )
-from retentiond.service import ingest as ingest_module
 from retentiond.service.access import retrieve
 from retentiond.service.ingest import Ingestor
 from retentiond.service.prooflog import verify_log
@@ -233,6 +243,84 @@ def test_failed_deletion_is_retried_and_reported(app, clock):
     assert app.proof_log.size() == 1
 
 
+def _fds_into(folder: Path) -> list[str]:
+    """What this process's open descriptors point at inside ``folder`` (Linux /proc)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder.resolve())):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_only_unlinked_plaintexts_are_closed_after_the_ingest(app, clock, monkeypatch):
+    """The last close of a stored plaintext (the file system freeing its blocks) happens in
+    a helper thread, only once no name leads to it; any other outcome closes at once, so
+    the file is not left locked."""
+    ing = Ingestor(app)
+    handed: list[int] = []
+    real_close = ing._closer.close
+
+    def close(fh):
+        handed.append(os.fstat(fh.fileno()).st_nlink)
+        real_close(fh)
+
+    monkeypatch.setattr(ing._closer, "close", close)
+    inbox = _inbox(app)
+    for i in range(3):
+        make_wav(inbox / f"c{i}.wav", seed=i)
+        o = ing.ingest(inbox, f"c{i}.wav", overrides=Overrides(purpose="training"),
+                       now=clock.now())
+        assert o.outcome == "stored" and not (inbox / f"c{i}.wav").exists()
+    assert handed == [0, 0, 0]  # unlinked when handed over
+    ing.drain()
+    assert _fds_into(inbox) == []
+
+    path = inbox / "growing.wav"
+    make_wav(path)
+    real_verify = ing._verify_vault_copy
+
+    def append_then_verify(*a, **kw):
+        with open(path, "ab") as fh:
+            fh.write(b"more audio")
+        return real_verify(*a, **kw)
+
+    monkeypatch.setattr(ing, "_verify_vault_copy", append_then_verify)
+    o = ing.ingest(inbox, "growing.wav", now=clock.now())
+    assert o.outcome == "changed" and handed == [0, 0, 0]
+    assert _fds_into(inbox) == []  # closed before ingest returned: not locked
+    monkeypatch.setattr(ing, "_verify_vault_copy", real_verify)
+    o = ing.ingest(inbox, "growing.wav", overrides=Overrides(purpose="training"),
+                   now=clock.now())
+    assert o.outcome == "stored" and handed == [0, 0, 0, 0]
+
+
+def test_a_failed_flush_while_writing_fails_the_ingest(app, clock, monkeypatch):
+    """A big recording is flushed to the disk (fdatasync in a helper thread) while it is
+    written; an error there fails the ingest, even though the final fsync of the same open
+    file may no longer report it: nothing stored, the plaintext kept."""
+    flushed: list[int] = []
+
+    def failing_fdatasync(fd):
+        flushed.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(localfs.os, "fdatasync", failing_fdatasync)
+    path = _inbox(app) / "big.wav"
+    path.write_bytes(os.urandom(3 * localfs._WRITE_BEHIND))
+    o = Ingestor(app).ingest(path.parent, "big.wav", overrides=Overrides(purpose="training"),
+                             now=clock.now())
+    assert flushed, "no flush while writing"
+    assert o.outcome == "failed" and "Input/output error" in o.message, o
+    assert path.exists() and _vault_files(app) == []
+    assert app.catalog.query() == [] and app.catalog.key_ids() == set()
+    assert not list((Path(app.settings.vault) / ".tmp").iterdir())
+
+
 def test_file_changing_during_ingest_is_retried(app, clock):
     path = _inbox(app) / "growing.wav"
     make_wav(path)
@@ -251,35 +339,64 @@ def test_file_changing_during_ingest_is_retried(app, clock):
     assert app.catalog.query() == [] and app.catalog.key_ids() == set()
 
 
-def _flip_last_segment(target: Path) -> None:
-    blob = bytearray(target.read_bytes())
-    blob[-5] ^= 0x01
-    target.write_bytes(bytes(blob))
+def _flip_byte_at(offset: int):
+    def damage(target: Path) -> None:
+        blob = bytearray(target.read_bytes())
+        blob[offset] ^= 0x01
+        target.write_bytes(bytes(blob))
+    return damage
 
 
 def _cut_last_byte(target: Path) -> None:
     target.write_bytes(target.read_bytes()[:-1])
 
 
-@pytest.mark.parametrize(
-    "cpus", [pytest.param(1, id="one-cpu"), pytest.param(2, id="read-ahead-thread")]
-)
+def _drop_last_segment(target: Path) -> None:
+    # 1.28 MB in 256 KiB segments: 4 full segments, then a partial last one
+    blob = target.read_bytes()
+    target.write_bytes(blob[:HEADER_SIZE + 4 * (DEFAULT_SEGMENT_SIZE + TAG_SIZE)])
+
+
+def _append_byte(target: Path) -> None:
+    with open(target, "ab") as fh:
+        fh.write(b"\0")
+
+
+def _zero_a_block(target: Path) -> None:  # a lost write: one 4 KiB block reads as zeros
+    with open(target, "r+b") as fh:
+        fh.seek(DEFAULT_SEGMENT_SIZE + 4096)
+        fh.write(bytes(4096))
+
+
+def _other_sealed_object(target: Path) -> None:
+    # a misdirected write: a valid sealed object of the same size, under another key
+    out = io.BytesIO()
+    seal_stream(io.BytesIO(bytes(target.stat().st_size - HEADER_SIZE - 5 * TAG_SIZE)), out,
+                data_key=new_data_key(), object_id=target.stem, purpose="training")
+    assert out.tell() == target.stat().st_size
+    target.write_bytes(out.getvalue())
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        pytest.param(_flip_last_segment, "SHA-256", id="flipped-byte"),
+        pytest.param(_flip_byte_at(-5), "not what was sealed", id="flipped-last-tag-byte"),
+        pytest.param(_flip_byte_at(12), "not what was sealed", id="flipped-header-byte"),
+        pytest.param(_flip_byte_at(HEADER_SIZE + 1000), "not what was sealed",
+                     id="flipped-first-segment-byte"),
         pytest.param(_cut_last_byte, "read back", id="shorter-than-head-said"),
+        pytest.param(_drop_last_segment, "not what was sealed", id="last-segment-lost"),
+        pytest.param(_append_byte, "not what was sealed", id="longer-than-head-said"),
+        pytest.param(_zero_a_block, "not what was sealed", id="zeroed-block"),
+        pytest.param(_other_sealed_object, "not what was sealed", id="another-sealed-object"),
     ],
 )
-def test_vault_copy_unlike_what_was_written_fails_the_ingest(
-    app, clock, monkeypatch, cpus, damage, message,
-):
+def test_vault_copy_unlike_what_was_written_fails_the_ingest(app, clock, monkeypatch, damage,
+                                                             message):
     """The read-back check reads the stored bytes: damage them after the durable write and
     before the read-back, and the ingest fails with nothing stored and the plaintext kept."""
-    monkeypatch.setattr(ingest_module, "_cpus", lambda: cpus)
-    monkeypatch.setattr(ingest_module, "_PARALLEL_AFTER", 0)  # the thread from the start
     path = _inbox(app) / "long.wav"
-    make_wav(path, seconds=80)  # 1.28 MB: several 1 MiB read-back chunks
+    make_wav(path, seconds=80)  # 1.28 MB: several segments
     real_open = app.vault.open_read
 
     def open_damaged(key):

@@ -27,6 +27,7 @@ from retentiond.crypto.envelope import (
     open_stream,
     seal_bytes,
     seal_stream,
+    verify_stream,
 )
 from retentiond.errors import IntegrityError
 
@@ -544,6 +545,58 @@ def test_only_verified_segments_reach_dst() -> None:
     with pytest.raises(IntegrityError, match="segment 2"):
         open_stream(io.BytesIO(tampered), out, data_key=KEY, object_id=OID, purpose=PURPOSE)
     assert out.getvalue() == PLAIN[:2 * S]
+
+
+# -- read-back verification (verify_stream) -----------------------------------------------
+
+
+def _verify(
+    sealed: bytes, *, key: bytes = KEY, object_id: str = OID, purpose: str = PURPOSE,
+) -> int:
+    return verify_stream(io.BytesIO(sealed), data_key=key, object_id=object_id,
+                         purpose=purpose)
+
+
+def test_verify_accepts_what_was_sealed_and_counts_every_byte() -> None:
+    for sealed in (SEALED, SEALED_EXACT, SEALED_EMPTY):
+        assert _verify(sealed) == len(sealed)
+    big = _seal(bytes(range(256)) * 4096, segment_size=DEFAULT_SEGMENT_SIZE)
+    assert _verify(big) == len(big)
+
+
+@pytest.mark.parametrize("tampered", TAMPERED)
+def test_verify_refuses_every_tampered_twin(tampered: bytes) -> None:
+    with pytest.raises(IntegrityError) as info:
+        _verify(tampered)
+    _assert_clean_error(info.value, KEY)
+
+
+@pytest.mark.parametrize(
+    ("kwargs"),
+    [
+        pytest.param({"key": OTHER_KEY}, id="wrong-data-key"),
+        pytest.param({"object_id": "rec-0002"}, id="other-object-id"),
+        pytest.param({"purpose": "training"}, id="other-purpose"),
+    ],
+)
+def test_verify_refuses_another_binding(kwargs: dict[str, Any]) -> None:
+    for sealed in (SEALED, SEALED_EXACT, SEALED_EMPTY):
+        with pytest.raises(IntegrityError, match="segment 0"):
+            _verify(sealed, **kwargs)
+
+
+def test_verify_refuses_a_blob() -> None:
+    blob = seal_bytes(PLAIN, data_key=KEY, object_id=OID, label=PURPOSE)
+    with pytest.raises(IntegrityError):
+        _verify(blob)
+
+
+@settings(max_examples=80, deadline=None)
+@given(at=st.integers(min_value=0, max_value=len(SEALED) - 1), bit=st.integers(0, 7))
+def test_verify_refuses_any_bit_flip(at: int, bit: int) -> None:
+    tampered = SEALED[:at] + bytes([SEALED[at] ^ (1 << bit)]) + SEALED[at + 1:]
+    with pytest.raises(IntegrityError):
+        _verify(tampered)
 
 
 # -- small blobs ---------------------------------------------------------------------------

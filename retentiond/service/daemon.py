@@ -240,7 +240,7 @@ class Daemon:
         with app.exclusive("daemon", wait=False):
             return self._run_once(wait=wait)
 
-    def start_proof_log(self) -> None:
+    def start_proof_log(self) -> bool:
         """A log in a new bucket prefix has no checkpoint yet: publish the empty one (as
         ``init`` does for a folder) so ``proof verify`` passes from day one."""
         app = self.app
@@ -251,12 +251,14 @@ class Daemon:
             app.metrics.errors.labels(stage="proof").inc()
             logger.error("cannot initialise the proof log: %s (retried by the next sweep)",
                          e, extra={"event": "proof.init_failed"})
+            return False
+        return True
 
     def _run_once(self, *, wait: bool) -> PassReport:
         app = self.app
-        self.start_proof_log()
+        proof_log_ok = self.start_proof_log()
         self.ingestor.recover()
-        self.store_error_codes = []
+        self.store_error_codes = [] if proof_log_ok else [EXIT_STORAGE]
         if reconcile_safely(app, now=app.clock.now()) is None:
             self.store_error_codes.append(EXIT_STORAGE)
         outcomes: list[IngestOutcome] = []

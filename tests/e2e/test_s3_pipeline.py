@@ -380,3 +380,10 @@ def test_webhook_can_be_turned_off(short_setup: Path) -> None:
     for off in ("off", "none"):
         s = load_settings(cfg, environ={"RETENTIOND_EVENTS_WEBHOOK_ADDR": off})
         assert s.webhook_addr is None
+
+
+def test_missing_proof_bucket_fails_run_once(buckets: dict[str, Any]) -> None:
+    env = aws_env(buckets["setup"]) | {"RETENTIOND_PROOFS": "s3://no-such-proof-bucket/log/"}
+    r = run_cli("run", "--once", env=env)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "no-such-proof-bucket: bucket does not exist" in r.stderr

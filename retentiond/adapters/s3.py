@@ -226,6 +226,24 @@ def translate_error(e: Exception, *, where: str, bucket: str,
     return PermanentStorageError(f"{where}: {type(e).__name__}: {text}")
 
 
+def require_bucket(client: S3Client, bucket: str,
+                   on_error: Callable[[Exception], StorageError]) -> None:
+    """HeadBucket; a missing bucket is a PermanentStorageError naming it (a HEAD 404 has
+    no body, so a missing key and a missing bucket look alike without this); any other
+    failure goes through ``on_error``."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as e:
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404 or e.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise PermanentStorageError(
+                f"s3://{bucket}: bucket does not exist on {client.meta.endpoint_url} "
+                "(NoSuchBucket)") from e
+        raise on_error(e) from e
+    except BotoCoreError as e:
+        raise on_error(e) from e
+
+
 # -- a bucket prefix -----------------------------------------------------------------------
 
 
@@ -254,6 +272,10 @@ class BucketPrefix:
     def _error(self, e: Exception, key: str) -> StorageError:
         return translate_error(e, where=self.url_of(key), bucket=self.bucket,
                                endpoint=getattr(self._client.meta, "endpoint_url", None))
+
+    def check(self) -> None:
+        """Raise StorageError unless the bucket exists and answers (readiness)."""
+        require_bucket(self._client, self.bucket, lambda e: self._error(e, ""))
 
 
 # -- value types ---------------------------------------------------------------------------
@@ -655,19 +677,7 @@ class S3ObjectStore:
         return full
 
     def _require_bucket(self, key: str) -> None:
-        """HeadBucket; a missing bucket is a PermanentStorageError naming it. (A HEAD 404
-        has no body, so a missing key and a missing bucket look alike without this.)"""
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404 or e.response.get("Error", {}).get("Code") == "NoSuchBucket":
-                raise PermanentStorageError(
-                    f"s3://{self.bucket}: bucket does not exist on "
-                    f"{self._client.meta.endpoint_url} (NoSuchBucket)") from e
-            raise self._error(e, key) from e
-        except BotoCoreError as e:
-            raise self._error(e, key) from e
+        require_bucket(self._client, self.bucket, lambda e: self._error(e, key))
 
     def _head(self, key: str, version_id: str | None = None) -> dict[str, Any]:
         full = self._full_key(key)

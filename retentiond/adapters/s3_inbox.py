@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from retentiond.adapters.localfs import SIDECAR_SUFFIX, is_candidate
 from retentiond.adapters.s3 import NULL_VERSION, READ_BUFFER, BucketPrefix, StreamBody
-from retentiond.errors import InputError, ObjectNotFoundError, PermanentStorageError
+from retentiond.errors import InputError, ObjectNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +79,6 @@ class S3Inbox(BucketPrefix):
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
-
-    def check(self) -> None:
-        """Raise StorageError unless the bucket exists and answers (readiness)."""
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except ClientError as e:
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404:
-                raise PermanentStorageError(f"s3://{self.bucket}: bucket does not exist "
-                                            "(NoSuchBucket)") from e
-            raise self._error(e, "") from e
-        except BotoCoreError as e:
-            raise self._error(e, "") from e
 
     def key_of(self, url: str) -> str | None:
         """The relative key of an ``s3://`` URL inside this inbox, else None."""

@@ -3,6 +3,7 @@ webhook receiver, SQS on a live moto server, and the daemon woken by an event.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,49 +147,74 @@ def test_sqs_notifications_from_a_live_server(
     assert listener.poll_once(wait_seconds=0) == 0  # handled messages are deleted
 
 
-@pytest.mark.slow
-def test_daemon_ingests_at_once_when_a_webhook_event_arrives(
-        moto_s3: S3Server, short_setup: Path, tmp_path: Path) -> None:
-    """Without the event the next listing would come within a minute; with it, the
-    recording is ingested in seconds."""
-    client = moto_s3.client()
-    names = {"inbox": moto_s3.bucket(client=client), "vault": moto_s3.bucket(client=client),
-             "proofs": moto_s3.bucket(client=client)}
-    s3_config(short_setup, moto_s3, **names)
+@contextlib.contextmanager
+def webhook_daemon(server: Any, setup: Path, *, token: str | None = None
+                   ) -> Iterator[tuple[Any, dict[str, str], str, dict[str, str]]]:
+    """A real daemon on fresh inbox/vault/proof buckets of ``server``, with its webhook on
+    a free port (and ``token`` required, given in the URL) and no periodic pass for a
+    minute: only an event makes it list the inbox soon. Yields (client, bucket names,
+    webhook URL, environment) once the start-up pass is done; on exit, SIGTERM must end
+    it cleanly (exit 0, no traceback)."""
+    client = server.client()
+    names = {"inbox": server.bucket(client=client), "vault": server.bucket(client=client),
+             "proofs": server.bucket(client=client)}
+    s3_config(setup, server, **names)
     port = free_port()
-    cfg = short_setup / "retentiond.yaml"
-    # no pass for a minute unless something wakes the daemon
+    events = f"events:\n  webhook_addr: 127.0.0.1:{port}\n"
+    url = f"http://127.0.0.1:{port}/"
+    if token is not None:
+        token_file = setup / "keys" / "webhook.token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        events += f"  webhook_token_file: {token_file}\n"
+        url += f"?token={token}"
+    cfg = setup / "retentiond.yaml"
     cfg.write_text(re.sub(r"interval_seconds: \S+", "interval_seconds: 600", cfg.read_text())
-                   + f"events:\n  webhook_addr: 127.0.0.1:{port}\n")
-    env = aws_env(short_setup)
+                   + events)
+    env = aws_env(setup)
     proc = subprocess.Popen([sys.executable, "-m", "retentiond", "run"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                _post(f"http://127.0.0.1:{port}/", b'{"Records": []}')
+                _post(url, b'{"Records": []}')
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
         time.sleep(1.0)  # let the start-up pass finish its (empty) listing
-        client.put_object(Bucket=names["inbox"], Key="incoming/e.wav",
-                          Body=make_wav(tmp_path / "e.wav"),
-                          Metadata={"retentiond-purpose": "training"})
-        sent = time.monotonic()
-        record = {"Records": [aws_record(names["inbox"], "incoming/e.wav")]}
-        assert _post(f"http://127.0.0.1:{port}/", json.dumps(record).encode())[0] == 200
-        rows: list[Any] = []
-        while time.monotonic() - sent < 20 and not rows:
-            time.sleep(0.3)
-            rows = json.loads(run_cli("ls", "--json", env=env).stdout or "[]")
-        assert rows and rows[0]["purpose"] == "training", "not ingested after the event"
-        assert time.monotonic() - sent < 20  # the next listing would be 60 s away
+        yield client, names, url, env
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err
+
+
+def rows_within(env: dict[str, str], since: float, *, seconds: float) -> list[Any]:
+    """``ls --json`` until it lists something or ``seconds`` passed since ``since``."""
+    rows: list[Any] = []
+    while time.monotonic() - since < seconds and not rows:
+        time.sleep(0.3)
+        rows = json.loads(run_cli("ls", "--json", env=env).stdout or "[]")
+    return rows
+
+
+@pytest.mark.slow
+def test_daemon_ingests_at_once_when_a_webhook_event_arrives(
+        moto_s3: S3Server, short_setup: Path, tmp_path: Path) -> None:
+    """Without the event the next listing would come within a minute; with it, the
+    recording is ingested in seconds."""
+    with webhook_daemon(moto_s3, short_setup) as (client, names, url, env):
+        client.put_object(Bucket=names["inbox"], Key="incoming/e.wav",
+                          Body=make_wav(tmp_path / "e.wav"),
+                          Metadata={"retentiond-purpose": "training"})
+        sent = time.monotonic()
+        record = {"Records": [aws_record(names["inbox"], "incoming/e.wav")]}
+        assert _post(url, json.dumps(record).encode())[0] == 200
+        rows = rows_within(env, sent, seconds=20)
+        assert rows and rows[0]["purpose"] == "training", "not ingested after the event"
+        assert time.monotonic() - sent < 20  # the next listing would be 60 s away
 
 
 def test_object_event_under_matches_both_encodings() -> None:
@@ -286,44 +313,13 @@ def test_rgw_notifications_reach_the_daemon_webhook(
     minute."""
     from tests.cephrgw import create_topic, notify_bucket
 
-    client = ceph_rgw.client()
-    names = {"inbox": ceph_rgw.bucket(client=client), "vault": ceph_rgw.bucket(client=client),
-             "proofs": ceph_rgw.bucket(client=client)}
-    s3_config(short_setup, ceph_rgw, **names)
-    port = free_port()
-    token = short_setup / "keys" / "webhook.token"
-    token.write_text("rgw-t0ken\n")
-    token.chmod(0o600)
-    cfg = short_setup / "retentiond.yaml"
-    cfg.write_text(re.sub(r"interval_seconds: \S+", "interval_seconds: 600", cfg.read_text())
-                   + f"events:\n  webhook_addr: 127.0.0.1:{port}\n"
-                   f"  webhook_token_file: {token}\n")
-    topic = create_topic(ceph_rgw, f"rt-{names['inbox']}",
-                         f"http://127.0.0.1:{port}/?token=rgw-t0ken")
-    notify_bucket(client, names["inbox"], topic)
-    env = aws_env(short_setup)
-    proc = subprocess.Popen([sys.executable, "-m", "retentiond", "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                _post(f"http://127.0.0.1:{port}/?token=rgw-t0ken", b'{"Records": []}')
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.2)
-        time.sleep(1.0)  # the start-up pass lists an empty inbox
+    with webhook_daemon(ceph_rgw, short_setup, token="rgw-t0ken") as (
+            client, names, url, env):
+        topic = create_topic(ceph_rgw, f"rt-{names['inbox']}", url)
+        notify_bucket(client, names["inbox"], topic)
         client.put_object(Bucket=names["inbox"], Key="incoming/appel 1.wav",
                           Body=make_wav(tmp_path / "r.wav"),
                           Metadata={"retentiond-purpose": "training"})
-        sent = time.monotonic()
-        rows: list[Any] = []
-        while time.monotonic() - sent < 20 and not rows:
-            time.sleep(0.3)
-            rows = json.loads(run_cli("ls", "--json", env=env).stdout or "[]")
+        rows = rows_within(env, time.monotonic(), seconds=20)
         assert rows and rows[0]["source"].endswith("/incoming/appel 1.wav"), \
             "not ingested after RGW's notification"
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-2000:]

@@ -20,7 +20,7 @@ from retentiond.core.model import Recording, State
 from retentiond.errors import ConfigError, NotFoundError, StorageError
 from retentiond.ports import WrappedKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -58,7 +58,13 @@ CREATE TABLE IF NOT EXISTS recordings (
     proof_index INTEGER,
     retain_until TEXT,
     proof_record BLOB,
-    notes_sealed BLOB
+    notes_sealed BLOB,
+    case_ref TEXT,
+    controller TEXT,
+    processor TEXT,
+    erasure_at TEXT,
+    erasure_commitment TEXT,
+    erasure_request TEXT
 );
 CREATE INDEX IF NOT EXISTS recordings_state ON recordings(state);
 CREATE INDEX IF NOT EXISTS recordings_subject ON recordings(subject_ref);
@@ -68,17 +74,6 @@ CREATE TABLE IF NOT EXISTS data_keys (
     kek_id TEXT NOT NULL,
     wrapped BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS holds (
-    id INTEGER PRIMARY KEY,
-    object_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    released_at TEXT,
-    released_by TEXT,
-    release_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS holds_object ON holds(object_id);
 CREATE TABLE IF NOT EXISTS store_findings (
     location TEXT PRIMARY KEY,
     object_id TEXT,
@@ -89,20 +84,67 @@ CREATE TABLE IF NOT EXISTS store_findings (
 );
 """
 
+# schema 2: holds by recording, subject or case; notes findings; sampling tally; erasure
+# requests; case, controller and processor of each recording
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL CHECK (scope IN ('object', 'subject', 'case')),
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    released_at TEXT,
+    released_by TEXT,
+    release_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_target ON holds(scope, target);
+CREATE INDEX IF NOT EXISTS recordings_case ON recordings(case_ref);
+CREATE TABLE IF NOT EXISTS notes_findings (
+    object_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    PRIMARY KEY (object_id, category, rule)
+);
+CREATE TABLE IF NOT EXISTS sampling_tally (
+    purpose TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    ingested INTEGER NOT NULL DEFAULT 0,
+    over_cap INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (purpose, agent)
+);
+CREATE TABLE IF NOT EXISTS erasure_requests (
+    id TEXT PRIMARY KEY,
+    salt BLOB NOT NULL,
+    requested_at TEXT NOT NULL
+);
+"""
+
+_COLUMNS_ADDED_IN_2 = ("case_ref", "controller", "processor", "erasure_at",
+                      "erasure_commitment", "erasure_request")
+
 _RECORDING_COLUMNS = (
     "id", "state", "purpose", "legal_basis", "media", "recorded_at", "ingested_at",
     "policy_name", "policy_sha256", "location", "source", "call_id", "subject_ref", "agent",
     "objection", "sample_score", "quarantine_reason", "declared_purpose", "size",
     "ciphertext_size", "plaintext_sha256", "ciphertext_sha256", "version_id", "kek_id",
     "inbox_pending", "delete_after", "delete_reason", "due_at", "deleted_at", "proof_index",
-    "retain_until",
+    "retain_until", *_COLUMNS_ADDED_IN_2,
 )
 _TIME_COLUMNS = {"recorded_at", "ingested_at", "delete_after", "due_at", "deleted_at",
-                 "retain_until"}
+                 "retain_until", "erasure_at"}
 # personal data wiped from a row once its recording is deleted (the tombstone keeps only
 # what the deletion record holds)
 _PERSONAL_COLUMNS = ("source", "call_id", "subject_ref", "agent", "notes_sealed",
-                     "declared_purpose", "quarantine_reason")
+                     "declared_purpose", "quarantine_reason", "case_ref",
+                     "erasure_commitment", "erasure_request")
+# a hold is in force on a recording (the row ``recordings``) by its id, subject or case
+_HELD = (
+    "EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL AND ("
+    "(h.scope='object' AND h.target=recordings.id) OR "
+    "(h.scope='subject' AND h.target=recordings.subject_ref) OR "
+    "(h.scope='case' AND h.target=recordings.case_ref)))"
+)
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -129,20 +171,43 @@ class SQLiteCatalog:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise ConfigError(
-                    f"{path}: catalog schema version {row[0]}, this retentiond knows "
-                    f"{SCHEMA_VERSION}"
-                )
+            self._migrate()
         except sqlite3.DatabaseError as e:
             raise StorageError(f"{path}: cannot open catalog: {e}") from None
         self._lock = threading.RLock()
+
+    def _migrate(self) -> None:
+        """Bring a new or older catalog to SCHEMA_VERSION, in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = SCHEMA_VERSION if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path}: catalog schema version {version}, this retentiond knows "
+                    f"up to {SCHEMA_VERSION} (a newer retentiond wrote it)"
+                )
+            if row is not None and version == 1:
+                for column in _COLUMNS_ADDED_IN_2:
+                    db.execute(f"ALTER TABLE recordings ADD COLUMN {column} TEXT")
+                db.execute("ALTER TABLE holds RENAME TO holds_v1")
+            for statement in _SCHEMA_2.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if row is not None and version == 1:
+                db.execute(
+                    "INSERT INTO holds(id, scope, target, reason, actor, created_at, "
+                    "released_at, released_by, release_reason) SELECT id, 'object', "
+                    "object_id, reason, actor, created_at, released_at, released_by, "
+                    "release_reason FROM holds_v1")
+                db.execute("DROP TABLE holds_v1")
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -191,9 +256,11 @@ class SQLiteCatalog:
     # -- ingest -----------------------------------------------------------------------
 
     def insert_ingesting(
-        self, rec: Recording, *, wrapped: WrappedKey, notes_sealed: bytes | None
+        self, rec: Recording, *, wrapped: WrappedKey, notes_sealed: bytes | None,
+        notes_findings: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Record a recording about to be written, with its wrapped key (one transaction)."""
+        """Record a recording about to be written, with its wrapped key and the notes lint's
+        findings as (category, rule id), never the text (one transaction)."""
         values = {c: getattr(rec, c) for c in _RECORDING_COLUMNS}
         values["state"] = State.INGESTING.value
         for c in _TIME_COLUMNS:
@@ -212,13 +279,19 @@ class SQLiteCatalog:
                 "INSERT INTO data_keys(object_id, kek_id, wrapped) VALUES(?, ?, ?)",
                 (rec.id, wrapped.kek_id, wrapped.blob),
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO notes_findings(object_id, category, rule) "
+                "VALUES(?, ?, ?)", [(rec.id, c, r) for c, r in notes_findings])
 
     def mark_stored(
         self, object_id: str, *, state: State, size: int, ciphertext_size: int,
         plaintext_sha256: str, ciphertext_sha256: str, version_id: str | None,
         delete_after: datetime | None, sample_score: float | None,
+        over_cap: bool | None = None,
     ) -> None:
-        """The vault copy is verified: the recording is managed; its plaintext may go."""
+        """The vault copy is verified: the recording is managed; its plaintext may go.
+        ``over_cap``: whether it falls outside its purpose's sample (None: not counted in
+        the sampling tally, e.g. quarantined); the tally survives the deletions."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE recordings SET state=?, size=?, ciphertext_size=?, plaintext_sha256=?, "
@@ -230,6 +303,13 @@ class SQLiteCatalog:
             )
             if cur.rowcount != 1:
                 raise StorageError(f"catalog: recording {object_id} is no longer being ingested")
+            if over_cap is not None:
+                db.execute(
+                    "INSERT INTO sampling_tally(purpose, agent, ingested, over_cap) "
+                    "SELECT purpose, COALESCE(agent, ''), 1, ? FROM recordings WHERE id=? "
+                    "ON CONFLICT(purpose, agent) DO UPDATE SET ingested=ingested+1, "
+                    "over_cap=over_cap+excluded.over_cap",
+                    (int(over_cap), object_id))
 
     def clear_inbox_pending(self, object_id: str) -> None:
         with self._tx() as db:
@@ -245,6 +325,7 @@ class SQLiteCatalog:
             )
             if cur.rowcount == 1:  # never a key whose recording got stored meanwhile
                 db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
+                db.execute("DELETE FROM notes_findings WHERE object_id=?", (object_id,))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -260,7 +341,7 @@ class SQLiteCatalog:
     def query(
         self, *, states: Sequence[State] | None = None, purpose: str | None = None,
         subject_ref: str | None = None, inbox_pending: bool | None = None,
-        source: str | None = None,
+        source: str | None = None, case_ref: str | None = None,
     ) -> list[Recording]:
         """Recordings matching every given filter, oldest recorded first."""
         where: list[str] = []
@@ -269,7 +350,7 @@ class SQLiteCatalog:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             params.extend(s.value for s in states)
         for column, value in (("purpose", purpose), ("subject_ref", subject_ref),
-                              ("source", source)):
+                              ("source", source), ("case_ref", case_ref)):
             if value is not None:
                 where.append(f"{column}=?")
                 params.append(value)
@@ -331,9 +412,8 @@ class SQLiteCatalog:
         with self._tx() as db:
             for object_id, reason, due_at in items:
                 cur = db.execute(
-                    "UPDATE recordings SET state=?, delete_reason=?, due_at=? "
-                    "WHERE id=? AND state IN (?, ?) AND NOT EXISTS (SELECT 1 FROM holds "
-                    "WHERE holds.object_id=recordings.id AND released_at IS NULL)",
+                    "UPDATE recordings SET state=?, delete_reason=?, due_at=? "  # noqa: S608
+                    f"WHERE id=? AND state IN (?, ?) AND NOT {_HELD}",
                     (State.DELETING.value, reason, _ts(due_at), object_id,
                      State.ACTIVE.value, State.QUARANTINED.value),
                 )
@@ -360,6 +440,10 @@ class SQLiteCatalog:
                 if cur.rowcount != 1:
                     raise StorageError(f"catalog: recording {object_id} is not being deleted")
                 db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
+                db.execute("DELETE FROM notes_findings WHERE object_id=?", (object_id,))
+            # an erasure request's salt goes with the last of its subject's recordings
+            db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM "
+                       "recordings WHERE erasure_request=erasure_requests.id)")
 
     def pending_proofs(self) -> list[tuple[str, bytes]]:
         """(id, record) of deletions whose key is destroyed but whose proof is not recorded."""
@@ -412,23 +496,100 @@ class SQLiteCatalog:
 
     # -- holds ------------------------------------------------------------------------
 
-    def add_hold(self, object_id: str, *, reason: str, actor: str, now: datetime) -> int:
+    def add_hold(self, target: str, *, reason: str, actor: str, now: datetime,
+                 scope: str = "object") -> int:
+        """A hold on one recording (``scope`` object, target its id), on every recording of
+        a subject (``subject``, target the pseudonym) or of a case (``case``, target the
+        case pseudonym), present and future, until it is released."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO holds(object_id, reason, actor, created_at) VALUES(?, ?, ?, ?)",
-                (object_id, reason, actor, _ts(now)),
+                "INSERT INTO holds(scope, target, reason, actor, created_at) "
+                "VALUES(?, ?, ?, ?, ?)",
+                (scope, target, reason, actor, _ts(now)),
             )
             return int(cur.lastrowid or 0)
 
-    def remove_holds(self, object_id: str, *, reason: str, actor: str, now: datetime) -> int:
+    def remove_holds(self, target: str, *, reason: str, actor: str, now: datetime,
+                     scope: str = "object") -> int:
+        """Release every active hold of ``scope`` on ``target``; returns how many."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE holds SET released_at=?, released_by=?, release_reason=? "
-                "WHERE object_id=? AND released_at IS NULL",
-                (_ts(now), actor, reason, object_id),
+                "WHERE scope=? AND target=? AND released_at IS NULL",
+                (_ts(now), actor, reason, scope, target),
             )
             return cur.rowcount
 
     def held_ids(self) -> set[str]:
-        rows = self._query("SELECT DISTINCT object_id FROM holds WHERE released_at IS NULL")
+        """Ids of the recordings (not yet deleted) that a hold in force keeps."""
+        rows = self._query(
+            f"SELECT id FROM recordings WHERE state != ? AND {_HELD}",  # noqa: S608
+            (State.DELETED.value,))
         return {r[0] for r in rows}
+
+    def active_holds(self) -> list[tuple[int, str, str, str, str, datetime]]:
+        """(hold id, scope, target, reason, actor, created) of every hold in force."""
+        rows = self._query("SELECT id, scope, target, reason, actor, created_at FROM holds "
+                           "WHERE released_at IS NULL ORDER BY id")
+        return [(int(r[0]), r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]))
+                for r in rows]
+
+    def meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # -- compliance -------------------------------------------------------------------
+
+    def request_erasure(self, ids: Sequence[str], *, request_id: str, salt: bytes,
+                        commitment: str, now: datetime, objection: bool = False) -> set[str]:
+        """Record a subject's erasure request (or objection) on the live recordings
+        ``ids`` with the request's salt and commitment (one transaction); returns the ids
+        it applied to."""
+        applied: set[str] = set()
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO erasure_requests(id, salt, requested_at) "
+                       "VALUES(?, ?, ?)", (request_id, salt, _ts(now)))
+            for object_id in ids:
+                cur = db.execute(
+                    "UPDATE recordings SET erasure_at=COALESCE(erasure_at, ?), "
+                    "objection=MAX(objection, ?), erasure_commitment=?, erasure_request=? "
+                    "WHERE id=? AND state IN (?, ?)",
+                    (_ts(now), int(objection), commitment, request_id, object_id,
+                     State.ACTIVE.value, State.QUARANTINED.value))
+                if cur.rowcount == 1:
+                    applied.add(object_id)
+            db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM "
+                       "recordings WHERE erasure_request=erasure_requests.id)")
+        return applied
+
+    def erasure_salt(self, request_id: str) -> bytes | None:
+        rows = self._query("SELECT salt FROM erasure_requests WHERE id=?", (request_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def sampling_tally(self) -> list[tuple[str, str | None, int, int]]:
+        """(purpose, agent or None, ingested, over the cap) counted at ingest."""
+        rows = self._query("SELECT purpose, agent, ingested, over_cap FROM sampling_tally "
+                           "ORDER BY purpose, agent")
+        return [(r[0], r[1] or None, int(r[2]), int(r[3])) for r in rows]
+
+    def notes_findings(self) -> list[tuple[str, str, str, str]]:
+        """(recording id, purpose, category, rule id) of the notes lint's findings on
+        recordings not yet deleted."""
+        rows = self._query(
+            "SELECT f.object_id, r.purpose, f.category, f.rule FROM notes_findings f "
+            "JOIN recordings r ON r.id = f.object_id WHERE r.state IN (?, ?, ?) "
+            "ORDER BY r.recorded_at, f.object_id, f.category, f.rule",
+            (State.ACTIVE.value, State.QUARANTINED.value, State.DELETING.value))
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def deletions_by_day(self) -> list[tuple[str, str, str, int]]:
+        """(UTC day YYYY-MM-DD, purpose, reason, count) of finished deletions."""
+        rows = self._query(
+            "SELECT substr(deleted_at, 1, 10), purpose, delete_reason, COUNT(*) "
+            "FROM recordings WHERE state=? AND deleted_at IS NOT NULL "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (State.DELETED.value,))
+        return [(r[0], r[1], r[2] or "", int(r[3])) for r in rows]

@@ -15,6 +15,7 @@ from retentiond.clock import SystemClock
 from retentiond.core.duration import parse_duration
 from retentiond.core.sidecar import parse_datetime
 from retentiond.errors import UsageError
+from retentiond.service.policy_audit import record_policy_in_force
 from retentiond.service.wiring import App, build_app
 from retentiond.settings import Settings, find_config, load_settings
 
@@ -27,7 +28,12 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def app_from(args: argparse.Namespace, *, need_signer: bool = True, **overrides: Any) -> App:
-    return build_app(settings_from(args, **overrides), need_signer=need_signer)
+    """The App for a command; a command that acts (signs proofs: ``ingest``, ``sweep``,
+    ``run``) first audits a change of the policy in force."""
+    app = build_app(settings_from(args, **overrides), need_signer=need_signer)
+    if need_signer:
+        record_policy_in_force(app, actor=actor_default(), now=now())
+    return app
 
 
 def parse_time(text: str, *, now: datetime, flag: str) -> datetime:

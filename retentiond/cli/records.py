@@ -41,6 +41,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--legal-basis", help="GDPR Art. 6(1) basis (default: the purpose's)")
     p.add_argument("--recorded-at", metavar="T", help="ISO 8601 time with offset")
     p.add_argument("--subject", metavar="S", help="caller identifier (stored as a pseudonym)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON array: path, outcome, id, purpose, message per file")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("ls", help="list managed recordings")
@@ -81,12 +83,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     ingestor.recover()
     code = EXIT_OK
     inboxes = [Path(p) for p in app.settings.inbox]
+    rows: list[dict[str, object]] = []
     for path in args.files:
         root, relpath = locate_in_inbox(path, inboxes)
         o = ingestor.ingest(root, relpath, overrides=overrides, now=t)
-        print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
-              + (f"  ({o.message})" if o.message else ""))
+        if args.json:
+            rows.append({"path": str(path), "outcome": o.outcome, "id": o.object_id,
+                         "purpose": o.purpose, "message": o.message})
+        else:
+            print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
+                  + (f"  ({o.message})" if o.message else ""))
         code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
+    if args.json:
+        print_json(rows)
     return code
 
 

@@ -66,6 +66,7 @@ class Classification:
     agent: str | None
     objection: bool
     notes: str | None
+    case_id: str | None = None
 
     def __repr__(self) -> str:  # subject and notes never reach logs
         return (
@@ -143,7 +144,7 @@ def classify(
             declared_purpose=declared, quarantine_reason=reason, retain_until=retain_until,
             call_id=sc.call_id,
             subject=overrides.subject or sc.subject, agent=sc.agent, objection=sc.objection,
-            notes=sc.notes,
+            notes=sc.notes, case_id=sc.case_id,
         )
     assert purpose_name is not None
     purpose = policy.purposes[purpose_name]
@@ -152,5 +153,5 @@ def classify(
         recorded_at=recorded_at, declared_purpose=declared, quarantine_reason=None,
         retain_until=retain_until, call_id=sc.call_id,
         subject=overrides.subject or sc.subject, agent=sc.agent, objection=sc.objection,
-        notes=sc.notes,
+        notes=sc.notes, case_id=sc.case_id,
     )

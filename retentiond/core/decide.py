@@ -5,7 +5,8 @@ Rules, in order (fail closed: anything unclear keeps the recording and says why)
 
 1. a recording already being deleted stays on course (its key may already be gone);
 2. the due date: quarantine -> ingested_at + policy quarantine retention
-   (``quarantine-expired``); caller objection -> at once (``objection``); over the purpose's
+   (``quarantine-expired``); caller objection -> at once (``objection``); the subject's
+   erasure request -> from the request (``erasure-request``); over the purpose's
    sampling cap -> at once (``sampling-cap``); otherwise recorded_at + the purpose's
    retention (``retention-expired``). CNIL: recordings kept 6 months for quality and
    training, 5 years as banking proof (context/003_fac5e16efc5eae4d.txt: "La Cnil préconise
@@ -49,6 +50,16 @@ class Decision:
         return self.action is Action.KEEP and self.rule == "legal-hold-overdue"
 
 
+def over_sample_cap(rec: Recording, *, policy: Policy) -> bool:
+    """Is ``rec`` outside its purpose's sample (``max_sample_ratio``)? Its keyed score of
+    ``call_id`` (of the plaintext's SHA-256 when there is none, so a replay decides the
+    same) must be below the ratio to be kept. CNIL: recording "ne peut être ni automatique
+    ni systématique" (context/002_4fefc22a382397cf.txt)."""
+    purpose = policy.purposes.get(rec.purpose)
+    return (purpose is not None and purpose.max_sample_ratio is not None
+            and rec.sample_score is not None and rec.sample_score >= purpose.max_sample_ratio)
+
+
 def due_date(rec: Recording, *, policy: Policy) -> tuple[datetime | None, Reason | None, str]:
     """(due, reason, explanation) before holds; due is None when it cannot be computed."""
     due, reason, why = _base_due(rec, policy=policy)
@@ -64,6 +75,13 @@ def _base_due(rec: Recording, *, policy: Policy) -> tuple[datetime | None, Reaso
         due = rec.due_at or rec.ingested_at
         return due, Reason(rec.delete_reason), "deletion already under way"
     if rec.state is State.QUARANTINED or rec.purpose == QUARANTINE:
+        # an objection or an erasure request does not wait for the review
+        if rec.objection:
+            return rec.ingested_at, Reason.OBJECTION, (
+                "quarantined, and the caller objected to the recording: not retained")
+        if rec.erasure_at is not None:
+            return rec.erasure_at, Reason.ERASURE_REQUEST, (
+                "quarantined, and the subject asked for erasure (GDPR Art. 17)")
         due = policy.quarantine_retention.add_to(rec.ingested_at)
         return due, Reason.QUARANTINE_EXPIRED, (
             f"quarantined ({rec.quarantine_reason}); kept {policy.quarantine_retention.iso()} "
@@ -78,11 +96,11 @@ def _base_due(rec: Recording, *, policy: Policy) -> tuple[datetime | None, Reaso
     if rec.objection:
         due, reason = rec.ingested_at, Reason.OBJECTION
         why = "the caller objected to the recording: not retained"
-    elif (
-        purpose.max_sample_ratio is not None
-        and rec.sample_score is not None
-        and rec.sample_score >= purpose.max_sample_ratio
-    ):
+    elif rec.erasure_at is not None:
+        due, reason = rec.erasure_at, Reason.ERASURE_REQUEST
+        why = "the subject asked for erasure (GDPR Art. 17)"
+    elif over_sample_cap(rec, policy=policy):
+        assert purpose.max_sample_ratio is not None
         due, reason = rec.ingested_at, Reason.SAMPLING_CAP
         why = (
             f"outside the {purpose.max_sample_ratio:.0%} sample kept for {purpose.name} "

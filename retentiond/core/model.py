@@ -85,8 +85,18 @@ class Recording:
     # floor fixed at ingest: recorded_at + the largest min_retention of any purpose the
     # recording could belong to; no later policy or quarantine deletes it earlier
     retain_until: datetime | None = None
+    case_ref: str | None = None  # keyed pseudonym of the sidecar's case_id
+    controller: str | None = None  # the controller the recording is kept for (config)
+    processor: str | None = None  # the processor (outsourced centre) acting for it
+    # a subject's erasure request (``subject erase``): due at once, after min_retention
+    erasure_at: datetime | None = None
+    # SHA-256(salt || subject identifier) of that request, carried by the deletion record
+    erasure_commitment: str | None = None
+    erasure_request: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.recorded_at, "recorded_at")
         require_aware(self.ingested_at, "ingested_at")
+        if self.erasure_at is not None:
+            require_aware(self.erasure_at, "erasure_at")
 

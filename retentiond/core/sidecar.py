@@ -21,7 +21,8 @@ from retentiond.core.model import LEGAL_BASES, MEDIA
 from retentiond.errors import InputError
 
 MAX_SIDECAR_BYTES = 64 * 1024
-_STR_FIELDS = ("purpose", "legal_basis", "call_id", "subject", "agent", "media", "notes")
+_STR_FIELDS = ("purpose", "legal_basis", "call_id", "subject", "agent", "media", "notes",
+               "case_id")
 FIELDS = frozenset((*_STR_FIELDS, "recorded_at", "objection"))
 MAX_FIELD_CHARS = {"notes": 16 * 1024}
 DEFAULT_MAX_FIELD_CHARS = 256
@@ -40,6 +41,9 @@ class Sidecar:
     media: str | None = None
     objection: bool = False
     notes: str | None = None
+    # the case (dispute, complaint, litigation) the call belongs to: a hold by case keeps
+    # every recording of the case; stored only as a keyed pseudonym, like the subject
+    case_id: str | None = None
 
     def __repr__(self) -> str:  # subject and notes are personal data: never in logs
         return (

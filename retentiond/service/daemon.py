@@ -41,6 +41,7 @@ from retentiond.service.events import (
     read_token,
 )
 from retentiond.service.ingest import Ingestor, IngestOutcome
+from retentiond.service.policy_audit import record_policy_in_force
 from retentiond.service.reconcile import reconcile_safely
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
 from retentiond.service.wiring import App, load_keys, load_policy, sqs_client
@@ -329,6 +330,12 @@ class Daemon:
                          extra={"event": "reload.refused"})
             return
         app.policy, app.settings, app.keys = policy, settings, keys
+        try:
+            record_policy_in_force(app, actor="retentiond (reload)", now=app.clock.now())
+        except RetentiondError as e:  # the policy is in force; the next acting command retries
+            app.metrics.errors.labels(stage="audit").inc()
+            logger.error("cannot audit the reloaded policy: %s", e,
+                         extra={"event": "reload.audit_failed"})
         self.settler.settle = settings.settle_seconds
         self.settler.sidecar_wait = settings.sidecar_wait_seconds
         logger.info("reloaded: policy %s sha256 %s", policy.name, policy.sha256,

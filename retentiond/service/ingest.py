@@ -44,8 +44,9 @@ from retentiond.adapters.localfs import (
 )
 from retentiond.adapters.s3_inbox import Pinned, S3Inbox
 from retentiond.core.classify import Classification, Overrides, classify
-from retentiond.core.decide import due_date
+from retentiond.core.decide import due_date, over_sample_cap
 from retentiond.core.model import QUARANTINE, Recording, State
+from retentiond.core.noteslint import lint_note
 from retentiond.core.policy import Policy
 from retentiond.core.sidecar import (
     MAX_SIDECAR_BYTES,
@@ -72,6 +73,26 @@ from retentiond.service.wiring import App
 logger = logging.getLogger(__name__)
 
 NOTES_LABEL = "notes"
+
+
+def case_pseudonym_input(case_id: str) -> str:
+    """What is pseudonymised for a case id: domain-separated from caller identifiers, so a
+    case number never shares a pseudonym with a subject."""
+    return "case\x00" + case_id
+
+
+def notes_findings(notes: str | None, *, object_id: str) -> list[tuple[str, str]]:
+    """The notes lint's (category, rule id) pairs for one recording's notes, logged by
+    recording id and category only: never the text (CNIL, context/004_d3ec3d87acc4f880.txt:
+    comments hold no sensitive data nor insulting or subjective judgments)."""
+    if not notes:
+        return []
+    found = sorted({(f.category, f.rule) for f in lint_note(notes)})
+    if found:
+        logger.warning("notes of %s: %s", object_id,
+                       ", ".join(sorted({c for c, _ in found})),
+                       extra={"event": "ingest.notes_findings", "object_id": object_id})
+    return found
 NO_OVERRIDES = Overrides()
 _HASH_CHUNK = 1024 * 1024
 
@@ -541,7 +562,9 @@ class Ingestor:
         )
         rec = self._new_record(cls, object_id=object_id, source=src.source, now=now,
                                kek_id=wrapped.kek_id)
-        app.catalog.insert_ingesting(rec, wrapped=wrapped, notes_sealed=notes_sealed)
+        findings = notes_findings(cls.notes, object_id=object_id)
+        app.catalog.insert_ingesting(rec, wrapped=wrapped, notes_sealed=notes_sealed,
+                                     notes_findings=findings)
         crashpoint("ingest.after_catalog_insert")
         tags, metadata = vault_labels(rec, policy=policy)
         lock_until = rec.retain_until if rec.retain_until is not None and \
@@ -574,6 +597,7 @@ class Ingestor:
                 plaintext_sha256=sealed.plaintext_sha256,
                 ciphertext_sha256=sealed.ciphertext_sha256, version_id=put.version_id,
                 delete_after=due, sample_score=stored.sample_score,
+                over_cap=None if cls.quarantined else over_sample_cap(stored, policy=policy),
             )
         except BaseException:
             self._undo(rec)
@@ -718,6 +742,8 @@ class Ingestor:
             agent=cls.agent, objection=cls.objection,
             quarantine_reason=cls.quarantine_reason, declared_purpose=cls.declared_purpose,
             kek_id=kek_id, retain_until=cls.retain_until,
+            case_ref=keys.pseudonym(case_pseudonym_input(cls.case_id)) if cls.case_id
+            else None,
         )
 
     def _verify_vault_copy(self, put: PutResult, size: int, *, data_key: bytes,

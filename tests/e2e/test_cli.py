@@ -117,7 +117,7 @@ def test_sweep_plan_proof_show_and_tamper(short_setup, tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        pytest.param(["get", "nope", "--out", "/tmp/x", "--actor", "a", "--reason", "r"], 3,
+        pytest.param(["get", "nope", "--out", "{tmp}/out.wav", "--actor", "a", "--reason", "r"], 3,
                      "no recording with id 'nope'", id="unknown-id"),
         pytest.param(["ingest", "/nonexistent.wav"], 3, "", id="missing-file"),
         pytest.param(["ingest", "--purpose", "marketing", "X"], 4, "unknown purpose 'marketing'",
@@ -128,8 +128,8 @@ def test_sweep_plan_proof_show_and_tamper(short_setup, tmp_path):
         pytest.param(["frobnicate"], 2, "invalid choice", id="unknown-command"),
     ],
 )
-def test_errors_have_codes_and_no_traceback(short_setup, args, code, message):
-    p = run_cli(*args, setup=short_setup)
+def test_errors_have_codes_and_no_traceback(short_setup, tmp_path, args, code, message):
+    p = run_cli(*(a.replace("{tmp}", str(tmp_path)) for a in args), setup=short_setup)
     assert p.returncode == code, (p.stdout, p.stderr)
     assert message in p.stderr + p.stdout
     _no_traceback(p)

@@ -1,0 +1,213 @@
+"""The SQLite catalog's compliance tables: schema migration, holds by recording, subject
+or case, the sampling tally, notes findings, erasure requests and deletions by day."""
+
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from retentiond.adapters.sqlite_catalog import SCHEMA_VERSION, SQLiteCatalog
+from retentiond.core.model import Recording, State
+from retentiond.errors import ConfigError, StorageError
+from retentiond.ports import WrappedKey
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+KEY = WrappedKey(kek_id="kek-1", blob=b"wrapped")
+
+
+def rec(object_id: str, **kw: object) -> Recording:
+    base = Recording(
+        id=object_id, state=State.INGESTING, purpose="quality",
+        legal_basis="legitimate-interests", media="audio", recorded_at=T0, ingested_at=T0,
+        policy_name="p", policy_sha256="0" * 64, location=f"v/{object_id}", source="/in/x",
+        subject_ref="subj-A", agent="agent-7",
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def store(cat: SQLiteCatalog, r: Recording, *, over_cap: bool | None = False,
+          findings: tuple[tuple[str, str], ...] = ()) -> None:
+    cat.insert_ingesting(r, wrapped=KEY, notes_sealed=None, notes_findings=findings)
+    cat.mark_stored(r.id, state=State.ACTIVE, size=10, ciphertext_size=50,
+                    plaintext_sha256="a" * 64, ciphertext_sha256="b" * 64, version_id=None,
+                    delete_after=None, sample_score=0.5, over_cap=over_cap)
+
+
+def delete(cat: SQLiteCatalog, object_id: str, *, at: datetime, index: int) -> None:
+    assert cat.start_deletions([(object_id, "retention-expired", at)]) == {object_id}
+    cat.destroy_keys([(object_id, b"{}", at)])
+    cat.finish_deletions({object_id: index})
+
+
+@pytest.fixture
+def cat(tmp_path):
+    c = SQLiteCatalog(tmp_path / "catalog.db")
+    yield c
+    c.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE recordings (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, purpose TEXT NOT NULL, legal_basis TEXT,
+    media TEXT NOT NULL, recorded_at TEXT NOT NULL, ingested_at TEXT NOT NULL,
+    policy_name TEXT NOT NULL, policy_sha256 TEXT NOT NULL, location TEXT NOT NULL,
+    source TEXT, call_id TEXT, subject_ref TEXT, agent TEXT,
+    objection INTEGER NOT NULL DEFAULT 0, sample_score REAL, quarantine_reason TEXT,
+    declared_purpose TEXT, size INTEGER NOT NULL DEFAULT 0,
+    ciphertext_size INTEGER NOT NULL DEFAULT 0, plaintext_sha256 TEXT NOT NULL DEFAULT '',
+    ciphertext_sha256 TEXT NOT NULL DEFAULT '', version_id TEXT,
+    kek_id TEXT NOT NULL DEFAULT '', inbox_pending INTEGER NOT NULL DEFAULT 0,
+    delete_after TEXT, delete_reason TEXT, due_at TEXT, deleted_at TEXT, proof_index INTEGER,
+    retain_until TEXT, proof_record BLOB, notes_sealed BLOB
+);
+CREATE TABLE data_keys (object_id TEXT PRIMARY KEY, kek_id TEXT NOT NULL, wrapped BLOB NOT NULL);
+CREATE TABLE holds (
+    id INTEGER PRIMARY KEY, object_id TEXT NOT NULL, reason TEXT NOT NULL,
+    actor TEXT NOT NULL, created_at TEXT NOT NULL, released_at TEXT, released_by TEXT,
+    release_reason TEXT
+);
+INSERT INTO recordings(id, state, purpose, media, recorded_at, ingested_at, policy_name,
+    policy_sha256, location) VALUES ('old1', 'active', 'quality', 'audio',
+    '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', 'p', 'x', 'v/old1');
+INSERT INTO holds(object_id, reason, actor, created_at)
+    VALUES ('old1', 'dispute 12', 'alice', '2026-01-02T00:00:00+00:00');
+"""
+
+
+def test_a_version_1_catalog_is_migrated_with_its_holds(tmp_path):
+    path = tmp_path / "catalog.db"
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.close()
+    cat = SQLiteCatalog(path)
+    try:
+        assert cat.held_ids() == {"old1"}
+        ((_, scope, target, reason, actor, _),) = cat.active_holds()
+        assert (scope, target, reason, actor) == ("object", "old1", "dispute 12", "alice")
+        old = cat.get("old1")
+        assert old.case_ref is None and old.erasure_at is None
+        # the migrated catalog takes new rows with the new columns
+        store(cat, rec("new1", case_ref="case-9"))
+        assert cat.get("new1").case_ref == "case-9"
+    finally:
+        cat.close()
+    version = sqlite3.connect(path).execute(
+        "SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    assert int(version) == SCHEMA_VERSION
+    SQLiteCatalog(path).close()  # opening again is a no-op
+
+
+def test_a_catalog_from_a_newer_retentiond_is_refused(tmp_path):
+    path = tmp_path / "catalog.db"
+    SQLiteCatalog(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="schema version 99"):
+        SQLiteCatalog(path)
+
+
+def test_a_subject_hold_keeps_present_and_future_recordings(cat):
+    store(cat, rec("r1"))
+    store(cat, rec("r2", subject_ref="subj-B"))
+    cat.add_hold("subj-A", reason="litigation", actor="dpo", now=T0, scope="subject")
+    store(cat, rec("r3"))  # arrives after the hold
+    assert cat.held_ids() == {"r1", "r3"}
+    started = cat.start_deletions([(i, "retention-expired", T0) for i in ("r1", "r2", "r3")])
+    assert started == {"r2"}
+    assert cat.remove_holds("subj-A", reason="settled", actor="dpo", now=T0,
+                            scope="subject") == 1
+    assert cat.held_ids() == set()
+    assert cat.start_deletions([("r1", "retention-expired", T0)]) == {"r1"}
+
+
+def test_a_case_hold_keeps_the_case_only(cat):
+    store(cat, rec("r1", case_ref="case-1"))
+    store(cat, rec("r2", case_ref="case-2"))
+    cat.add_hold("case-1", reason="complaint", actor="dpo", now=T0, scope="case")
+    assert cat.held_ids() == {"r1"}
+    # releasing by another scope with the same text releases nothing
+    assert cat.remove_holds("case-1", reason="x", actor="dpo", now=T0, scope="subject") == 0
+    assert cat.held_ids() == {"r1"}
+
+
+def test_an_unknown_hold_scope_is_refused(cat):
+    with pytest.raises(StorageError, match="catalog write failed"):
+        cat.add_hold("x", reason="r", actor="a", now=T0, scope="everything")
+
+
+def test_the_sampling_tally_counts_at_ingest_and_survives_deletion(cat):
+    store(cat, rec("r1"), over_cap=False)
+    store(cat, rec("r2"), over_cap=True)
+    store(cat, rec("r3", agent=None), over_cap=False)
+    store(cat, rec("r4"), over_cap=None)  # not counted (quarantined)
+    delete(cat, "r2", at=T0, index=0)
+    assert cat.sampling_tally() == [("quality", None, 1, 0), ("quality", "agent-7", 2, 1)]
+
+
+def test_notes_findings_hold_categories_and_go_with_the_recording(cat):
+    store(cat, rec("r1"), findings=(("health", "health.fr.condition"),
+                                    ("insulting", "insulting.fr.word")))
+    store(cat, rec("r2"))
+    assert cat.notes_findings() == [
+        ("r1", "quality", "health", "health.fr.condition"),
+        ("r1", "quality", "insulting", "insulting.fr.word"),
+    ]
+    delete(cat, "r1", at=T0, index=0)
+    assert cat.notes_findings() == []
+    raw = sqlite3.connect(cat.path).execute("SELECT COUNT(*) FROM notes_findings").fetchone()
+    assert raw[0] == 0
+
+
+def test_an_abandoned_ingest_leaves_no_notes_findings(cat):
+    cat.insert_ingesting(rec("r1"), wrapped=KEY, notes_sealed=None,
+                         notes_findings=[("health", "health.en.condition")])
+    cat.rollback_ingest("r1")
+    raw = sqlite3.connect(cat.path).execute("SELECT COUNT(*) FROM notes_findings").fetchone()
+    assert raw[0] == 0
+
+
+def test_an_erasure_request_salt_goes_with_the_last_recording(cat):
+    store(cat, rec("r1"))
+    store(cat, rec("r2"))
+    applied = cat.request_erasure(["r1", "r2", "missing"], request_id="req-1",
+                                  salt=b"s" * 32, commitment="c" * 64, now=T0)
+    assert applied == {"r1", "r2"}
+    r1 = cat.get("r1")
+    assert (r1.erasure_at, r1.erasure_commitment, r1.erasure_request) == (
+        T0, "c" * 64, "req-1")
+    assert not r1.objection
+    delete(cat, "r1", at=T0, index=0)
+    assert cat.erasure_salt("req-1") == b"s" * 32
+    delete(cat, "r2", at=T0, index=1)
+    assert cat.erasure_salt("req-1") is None
+    gone = cat.get("r2")
+    assert gone.erasure_commitment is None and gone.subject_ref is None
+
+
+def test_an_erasure_request_on_nothing_live_keeps_no_salt(cat):
+    assert cat.request_erasure(["nope"], request_id="req-2", salt=b"s" * 32,
+                               commitment="c" * 64, now=T0) == set()
+    assert cat.erasure_salt("req-2") is None
+
+
+def test_an_objection_by_request_sets_the_objection(cat):
+    store(cat, rec("r1"))
+    cat.request_erasure(["r1"], request_id="req-3", salt=b"s" * 32, commitment="c" * 64,
+                        now=T0, objection=True)
+    assert cat.get("r1").objection
+
+
+def test_deletions_are_counted_by_day_purpose_and_reason(cat):
+    for i, day in enumerate((0, 0, 1)):
+        store(cat, rec(f"r{i}"))
+        delete(cat, f"r{i}", at=T0 + timedelta(days=day), index=i)
+    store(cat, rec("live"))
+    assert cat.deletions_by_day() == [
+        ("2026-03-01", "quality", "retention-expired", 2),
+        ("2026-03-02", "quality", "retention-expired", 1),
+    ]

@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from retentiond import __version__
+from retentiond.core.noteslint import CATEGORIES as NOTES_CATEGORIES
 from retentiond.errors import (
     ObjectLockedError,
     ObjectNotFoundError,
@@ -266,6 +267,14 @@ class Metrics:
         )
         for kind in ("missing", "changed", "reappeared", "orphan"):
             self.store_findings.labels(kind=kind)
+        # -- compliance -----------------------------------------------------------------
+        self.notes_findings = Counter(
+            "retentiond_notes_findings", "Recordings whose notes the notes lint flagged at "
+            "ingest, by category (one per recording and category)", ["category"],
+            registry=registry,
+        )
+        for category in NOTES_CATEGORIES:
+            self.notes_findings.labels(category=category)
         self.events = Counter(
             "retentiond_events", "Bucket event notifications received, by source (webhook, "
             "sqs) and outcome (matched an inbox, ignored, invalid, refused)",

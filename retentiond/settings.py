@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,21 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from retentiond.core.residency import (
+    ROLES,
+    Controller,
+    Placement,
+    Processor,
+    ResidencyConfig,
+    StoreDeclaration,
+    check_processor,
+    controller_for,
+    country_code,
+    country_of,
+    key_path,
+    parse_safeguard,
+    place_stores,
+)
 from retentiond.errors import ConfigError
 
 CONFIG_ENV = "RETENTIOND_CONFIG"
@@ -51,6 +66,25 @@ class Settings:
     webhook_token_file: Path | None = None
     sqs_queue_url: str | None = None
     minio_listen: bool = False
+    residency: ResidencyConfig = field(default_factory=ResidencyConfig)
+    controllers: tuple[Controller, ...] = ()
+
+    def placements(self) -> tuple[Placement, ...]:
+        """Where every inbox, the vault and the proof log are (roles ``inbox``, ``vault``,
+        ``proofs``), checked against the transfer rules (see ``core.residency``)."""
+        return place_stores(inbox=self.inbox, vault=self.vault, proofs=self.proofs,
+                            res=self.residency, s3_region=self.s3.get("region"),
+                            s3_endpoint=self.s3.get("endpoint_url"))
+
+    @property
+    def processors(self) -> tuple[Processor, ...]:
+        """The processors (outsourced contact centres) named under ``controllers``."""
+        return tuple(c.processor for c in self.controllers if c.processor is not None)
+
+    def controller_for(self, source_url: str) -> tuple[str | None, str | None]:
+        """(controller, processor) names for a recording from ``source_url`` (the catalog's
+        ``source``: a path or an s3:// URL); (None, None) when the config names none."""
+        return controller_for(self.controllers, source_url)
 
     @property
     def audit_log(self) -> Path:
@@ -103,8 +137,13 @@ _SECTIONS = {
            "max_attempts"},
     "events": {"webhook_addr", "webhook_token_file", "sqs_queue_url", "minio_listen"},
 }
+# nested sections validated by their own parsers (_parse_residency, _parse_controllers)
+_RESIDENCY_KEYS = ("local_country", "stores")
+_STORE_KEYS = ("region", "transfer_safeguard")
+_CONTROLLER_KEYS = ("name", "processor", "inboxes")
+_PROCESSOR_KEYS = ("name", "country", "transfer_safeguard")
 _TOP = {"inbox", "vault", "proofs", "catalog", "policies", "state", "metrics_addr", "log_level",
-        *_SECTIONS}
+        "residency", "controllers", *_SECTIONS}
 _ORIGIN_RE = re.compile(r"^[^\s+]+$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -163,6 +202,175 @@ def _resolve_location(value: str, base: Path, key: str) -> str:
 def _resolve_path(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _path_lines(node: yaml.Node, parts: tuple[str | int, ...] = ()) -> dict[str, int]:
+    """Line of every key and list item, by key path as ``core.residency.key_path`` shows
+    it (``residency.stores["s3://b/"].region``, ``controllers[0].name``)."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            sub = (*parts, str(k.value))
+            lines[key_path(*sub)] = k.start_mark.line + 1
+            lines.update(_path_lines(v, sub))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = (*parts, i)
+            lines[key_path(*sub)] = item.start_mark.line + 1
+            lines.update(_path_lines(item, sub))
+    return lines
+
+
+_LAST_PART = re.compile(r"(\.[^.\[\]]+|\[[^\]]*\])$")
+
+
+def _text(value: object, ref: str, *, what: str = "a non-empty string") -> str:
+    if value is False:  # YAML 1.1 reads a bare NO (Norway) as false
+        raise ConfigError(f'{ref}: got false: write Norway as "NO" in quotes (YAML reads a '
+                          "bare NO as false)")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{ref}: must be {what}, got {value!r}")
+    return value.strip()
+
+
+def _mapping(value: object, ref: str, known: tuple[str, ...],
+             where: Callable[[str], str], parts: tuple[str | int, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{ref}: must be a mapping (keys: {', '.join(known)})")
+    for sub in value:
+        if sub not in known:
+            raise ConfigError(f"{where(key_path(*parts, str(sub)))}: unknown key "
+                              f"(known: {', '.join(known)})")
+    return value
+
+
+def _parse_residency(
+    data: Mapping[str, Any], *, where: Callable[[str], str], base: Path,
+    locations: tuple[str, ...],
+) -> ResidencyConfig:
+    """The ``residency`` section; absent: stores are checked only where ``s3.region``
+    places them (configs older than this check keep working)."""
+    if "residency" not in data:
+        return ResidencyConfig(declared=False, where=where)
+    raw = data["residency"] if data["residency"] is not None else {}
+    section = _mapping(raw, where("residency"), _RESIDENCY_KEYS, where, ("residency",))
+    local: str | None = None
+    if section.get("local_country") is not None:
+        ref = where("residency.local_country")
+        local = _text(section["local_country"], ref, what="an ISO 3166 country code")
+        if country_of(local) is None:
+            raise ConfigError(f"{ref}: unknown country or region {local!r}: give the ISO "
+                              "3166 alpha-2 code of the country where the local folders "
+                              "are (e.g. FR)")
+    stores_raw = section.get("stores") or {}
+    if not isinstance(stores_raw, dict):
+        raise ConfigError(f"{where('residency.stores')}: must be a mapping from a store "
+                          "(inbox, vault, proofs or its location as written) to "
+                          "{region: ..., transfer_safeguard: ...}")
+    stores: list[StoreDeclaration] = []
+    seen: dict[str, str] = {}
+    for written, entry_raw in stores_raw.items():
+        parts = ("residency", "stores", str(written))
+        ref = where(key_path(*parts))
+        name = _text(written, ref, what="a store: inbox, vault, proofs or a location")
+        entry = _mapping(entry_raw, ref, _STORE_KEYS, where, parts)
+        if name in ROLES:
+            key = name
+        else:
+            key = _resolve_location(name, base, key_path(*parts))
+            if key not in locations:
+                raise ConfigError(
+                    f"{ref}: not a configured store: use inbox, vault, proofs or one of "
+                    f"the locations as written in inbox, vault or proofs"
+                )
+        if key in seen:
+            raise ConfigError(f"{ref}: the same store as residency.stores[\"{seen[key]}\"]")
+        seen[key] = name
+        region = None
+        if entry.get("region") is not None:
+            region_ref = where(key_path(*parts, "region"))
+            region = _text(entry["region"], region_ref, what="a cloud region or ISO code")
+            if country_of(region) is None:
+                raise ConfigError(
+                    f"{region_ref}: unknown region {region!r}: give the ISO 3166 country "
+                    "code where the data is stored (e.g. FR, DE, US)"
+                )
+        safeguard = parse_safeguard(entry.get("transfer_safeguard"),
+                                    ref=where(key_path(*parts, "transfer_safeguard")))
+        stores.append(StoreDeclaration(key=key, written=name, region=region,
+                                       safeguard=safeguard))
+    return ResidencyConfig(declared=True, local_country=local, stores=tuple(stores),
+                           where=where)
+
+
+def _parse_controllers(
+    data: Mapping[str, Any], *, where: Callable[[str], str], base: Path,
+    inbox: tuple[str, ...],
+) -> tuple[Controller, ...]:
+    """``controllers``: who the recordings are kept for, the processor acting for each,
+    and the inboxes their recordings arrive in."""
+    raw = data.get("controllers")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where('controllers')}: must be a list of "
+                          "{name: ..., processor: {...}, inboxes: [...]}")
+    controllers: list[Controller] = []
+    claimed: dict[str, int] = {}
+    default: int | None = None
+    for i, item in enumerate(raw):
+        parts: tuple[str | int, ...] = ("controllers", i)
+        entry = _mapping(item, where(key_path(*parts)), _CONTROLLER_KEYS, where, parts)
+        name = _text(entry.get("name"), where(key_path(*parts, "name")))
+        processor = None
+        if entry.get("processor") is not None:
+            pparts = (*parts, "processor")
+            pentry = _mapping(entry["processor"], where(key_path(*pparts)), _PROCESSOR_KEYS,
+                              where, pparts)
+            pname = _text(pentry.get("name"), where(key_path(*pparts, "name")))
+            country_ref = where(key_path(*pparts, "country"))
+            country = _text(pentry.get("country"), country_ref,
+                            what="an ISO 3166 alpha-2 country code")
+            if country_code(country) is None:
+                raise ConfigError(f"{country_ref}: {country!r} is not an ISO 3166 alpha-2 "
+                                  "country code (e.g. FR, MA, TN)")
+            sg_key = key_path(*pparts, "transfer_safeguard")
+            processor = check_processor(
+                name=pname, country=country, controller=name, ref=country_ref,
+                safeguard=parse_safeguard(pentry.get("transfer_safeguard"),
+                                          ref=where(sg_key)),
+                safeguard_ref=where(sg_key), fix=sg_key,
+            )
+        inboxes_raw = entry.get("inboxes")
+        if isinstance(inboxes_raw, str):
+            inboxes_raw = [inboxes_raw]
+        if inboxes_raw is not None and (
+                not isinstance(inboxes_raw, list)
+                or not all(isinstance(v, str) for v in inboxes_raw)):
+            raise ConfigError(f"{where(key_path(*parts, 'inboxes'))}: must be a list of "
+                              "inbox locations as written in inbox")
+        resolved: list[str] = []
+        for j, value in enumerate(inboxes_raw or []):
+            ref = where(key_path(*parts, "inboxes", j))
+            loc = _resolve_location(value, base, key_path(*parts, "inboxes", j))
+            if loc not in inbox:
+                raise ConfigError(f"{ref}: {value!r} is not one of the inboxes "
+                                  f"({', '.join(inbox)})")
+            if loc in claimed:
+                raise ConfigError(f"{ref}: {value!r} already belongs to controllers"
+                                  f"[{claimed[loc]}]: an inbox has one controller")
+            claimed[loc] = i
+            resolved.append(loc)
+        if not resolved:
+            if default is not None:
+                raise ConfigError(
+                    f"{where(key_path(*parts))}: controllers[{default}] already has no "
+                    "inboxes (it takes every inbox): list the inboxes of each controller"
+                )
+            default = i
+        controllers.append(Controller(name=name, processor=processor,
+                                      inboxes=tuple(resolved)))
+    return tuple(controllers)
 
 
 def load_settings(
@@ -304,11 +512,33 @@ def load_settings(
     if minio_listen == "true" and not s3.get("endpoint_url"):
         raise ConfigError(f"{sources['minio_listen']}: needs s3.endpoint_url (the MinIO "
                           "server)")
+    inboxes = tuple(_resolve_location(u, base, "inbox") for u in inbox)
+    vault = _resolve_location(values["vault"], base, "vault")
+    proofs = _resolve_location(values["proofs"], base, "proofs")
+    path_lines = _path_lines(node) if node is not None else {}
+
+    def where_key(key: str) -> str:
+        """``FILE:LINE: key`` (the line of the nearest key written); values that came from
+        the environment or a flag are named by it."""
+        attr = _SCALARS.get(key, ("",))[0]
+        if attr in sources and not sources[attr].startswith(str(config_file)):
+            return f"{sources[attr]} ({key})"
+        probe = key
+        while probe and probe not in path_lines:
+            shorter = _LAST_PART.sub("", probe)
+            probe = shorter if shorter != probe else ""
+        return f"{config_file}:{path_lines[probe]}: {key}" if probe else f"{config_file}: {key}"
+
+    residency = _parse_residency(data, where=where_key, base=base,
+                                 locations=(*inboxes, vault, proofs))
+    controllers = _parse_controllers(data, where=where_key, base=base, inbox=inboxes)
+    place_stores(inbox=inboxes, vault=vault, proofs=proofs, res=residency,
+                 s3_region=s3.get("region"), s3_endpoint=s3.get("endpoint_url"))
     return Settings(
         config_file=config_file.resolve(),
-        inbox=tuple(_resolve_location(u, base, "inbox") for u in inbox),
-        vault=_resolve_location(values["vault"], base, "vault"),
-        proofs=_resolve_location(values["proofs"], base, "proofs"),
+        inbox=inboxes,
+        vault=vault,
+        proofs=proofs,
         catalog=catalog,
         policies=_resolve_path(values["policies"], base),
         keys_provider="file",
@@ -328,6 +558,8 @@ def load_settings(
         webhook_token_file=_resolve_path(token_file, base) if token_file else None,
         sqs_queue_url=sqs_url,
         minio_listen=minio_listen == "true",
+        residency=residency,
+        controllers=controllers,
     )
 
 

@@ -119,6 +119,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             "quarantine_reason": rec.quarantine_reason,
             "policy": {"name": rec.policy_name, "sha256": rec.policy_sha256},
             "proof_index": rec.proof_index,
+            "controller": rec.controller, "processor": rec.processor,
+            "objection": rec.objection, "erasure_requested": rec.erasure_at is not None,
         })
     if args.json:
         print_json(rows)

@@ -610,6 +610,8 @@ class Ingestor:
         label = QUARANTINE if cls.quarantined else cls.purpose
         app.metrics.ingested.labels(purpose=label, outcome=outcome).inc()
         app.metrics.ingest_bytes.inc(sealed.plaintext_size)
+        for category in sorted({c for c, _ in findings}):
+            app.metrics.notes_findings.labels(category=category).inc()
         # logs name the object id, never the inbox file name (it may hold a phone number)
         if cls.quarantined:
             logger.warning("quarantined %s: %s", object_id, cls.quarantine_reason,
@@ -733,6 +735,8 @@ class Ingestor:
         self, cls: Classification, *, object_id: str, source: str, now: datetime, kek_id: str
     ) -> Recording:
         keys, policy = self.app.keys, self.app.policy
+        # who the recording is kept for, and who processes it (config ``controllers``)
+        controller, processor = self.app.settings.controller_for(source)
         return Recording(
             id=object_id, state=State.INGESTING, purpose=cls.purpose,
             legal_basis=cls.legal_basis, media=cls.media, recorded_at=cls.recorded_at,
@@ -744,6 +748,7 @@ class Ingestor:
             kek_id=kek_id, retain_until=cls.retain_until,
             case_ref=keys.pseudonym(case_pseudonym_input(cls.case_id)) if cls.case_id
             else None,
+            controller=controller, processor=processor,
         )
 
     def _verify_vault_copy(self, put: PutResult, size: int, *, data_key: bytes,

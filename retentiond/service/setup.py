@@ -47,6 +47,16 @@ sweep:
   interval_seconds: 60      # enforcement pass at least this often (sooner when one is due)
 metrics_addr: 127.0.0.1:9464  # /metrics, /healthz, /readyz ('off' to disable)
 log_level: info
+residency:                  # where each store is; outside the EU/EEA and the adequacy list
+                            # a store needs a transfer safeguard (docs/residency.md)
+  local_country: FR         # ISO 3166 code of the local folders' country (Norway: "NO")
+  # stores:                 # per store (inbox, vault, proofs or its location as written)
+  #   "s3://backup-us/": {{region: us-east-1, transfer_safeguard: standard-contractual-clauses}}
+# controllers:              # who the recordings are kept for, and its processor (e.g. an
+#   - name: Banque Exemple SA   # outsourced contact centre); recordings carry both names
+#     processor: {{name: CallCo SARL, country: MA,
+#                 transfer_safeguard: standard-contractual-clauses}}
+#     inboxes: [inbox/]     # default: every inbox
 """
 
 

@@ -199,7 +199,7 @@ def test_audit_tamper_detected(short_setup, tmp_path):
     log = short_setup / "state" / "audit.log"
     log.write_text(log.read_text().replace("eve", "bob"))
     p = run_cli("audit", "verify", setup=short_setup)
-    assert p.returncode == 8 and "audit.log:1" in p.stderr
+    assert p.returncode == 8 and "audit.log:2" in p.stderr  # line 1: the policy in force
     _no_traceback(p)
 
 

@@ -107,12 +107,15 @@ CREATE TABLE IF NOT EXISTS notes_findings (
     PRIMARY KEY (object_id, category, rule)
 );
 CREATE TABLE IF NOT EXISTS sampling_tally (
+    month TEXT NOT NULL,
     purpose TEXT NOT NULL,
     agent TEXT NOT NULL,
     ingested INTEGER NOT NULL DEFAULT 0,
     over_cap INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (purpose, agent)
+    PRIMARY KEY (month, purpose, agent)
 );
+CREATE INDEX IF NOT EXISTS recordings_erasure ON recordings(erasure_request)
+    WHERE erasure_request IS NOT NULL;
 CREATE TABLE IF NOT EXISTS erasure_requests (
     id TEXT PRIMARY KEY,
     salt BLOB NOT NULL,
@@ -147,6 +150,28 @@ _HELD = (
 )
 
 
+SAMPLING_TALLY_MONTHS = 12  # the tally names agents: kept for 12 months of ingests, then dropped
+
+
+def _count_sampling(db: sqlite3.Connection, object_id: str, *, ingested: int, over_cap: int,
+                    only_reason: str | None = None) -> None:
+    """Add to the sampling tally of the recording's purpose, agent and ingest month (UTC),
+    and drop the months older than SAMPLING_TALLY_MONTHS before it."""
+    where = "id=?" + (" AND delete_reason=?" if only_reason else "")
+    params: list[Any] = [ingested, over_cap, object_id]
+    if only_reason:
+        params.append(only_reason)
+    db.execute(
+        "INSERT INTO sampling_tally(month, purpose, agent, ingested, over_cap) "  # noqa: S608
+        "SELECT substr(ingested_at, 1, 7), purpose, COALESCE(agent, ''), ?, ? "
+        f"FROM recordings WHERE {where} ON CONFLICT(month, purpose, agent) DO UPDATE "
+        "SET ingested=ingested+excluded.ingested, over_cap=over_cap+excluded.over_cap",
+        params)
+    db.execute(
+        "DELETE FROM sampling_tally WHERE month < strftime('%Y-%m', (SELECT ingested_at "
+        "FROM recordings WHERE id=?), ?)", (object_id, f"-{SAMPLING_TALLY_MONTHS} months"))
+
+
 def _ts(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).isoformat()
 
@@ -172,6 +197,9 @@ class SQLiteCatalog:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
             self._migrate()
+        except ConfigError:
+            self._db.close()
+            raise
         except sqlite3.DatabaseError as e:
             raise StorageError(f"{path}: cannot open catalog: {e}") from None
         self._lock = threading.RLock()
@@ -182,7 +210,11 @@ class SQLiteCatalog:
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = SCHEMA_VERSION if row is None else int(row[0])
+            try:
+                version = SCHEMA_VERSION if row is None else int(row[0])
+            except ValueError:
+                raise ConfigError(f"{self.path}: catalog schema version {row[0]!r} is not a "
+                                  "number: this file was not written by retentiond") from None
             if version > SCHEMA_VERSION:
                 raise ConfigError(
                     f"{self.path}: catalog schema version {version}, this retentiond knows "
@@ -287,11 +319,11 @@ class SQLiteCatalog:
         self, object_id: str, *, state: State, size: int, ciphertext_size: int,
         plaintext_sha256: str, ciphertext_sha256: str, version_id: str | None,
         delete_after: datetime | None, sample_score: float | None,
-        over_cap: bool | None = None,
+        tally: bool = False,
     ) -> None:
         """The vault copy is verified: the recording is managed; its plaintext may go.
-        ``over_cap``: whether it falls outside its purpose's sample (None: not counted in
-        the sampling tally, e.g. quarantined); the tally survives the deletions."""
+        ``tally``: count it in the sampling tally of its purpose, agent and month (not a
+        quarantined one); its deletion for ``sampling-cap`` is counted there too."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE recordings SET state=?, size=?, ciphertext_size=?, plaintext_sha256=?, "
@@ -303,13 +335,8 @@ class SQLiteCatalog:
             )
             if cur.rowcount != 1:
                 raise StorageError(f"catalog: recording {object_id} is no longer being ingested")
-            if over_cap is not None:
-                db.execute(
-                    "INSERT INTO sampling_tally(purpose, agent, ingested, over_cap) "
-                    "SELECT purpose, COALESCE(agent, ''), 1, ? FROM recordings WHERE id=? "
-                    "ON CONFLICT(purpose, agent) DO UPDATE SET ingested=ingested+1, "
-                    "over_cap=over_cap+excluded.over_cap",
-                    (int(over_cap), object_id))
+            if tally:
+                _count_sampling(db, object_id, ingested=1, over_cap=0)
 
     def clear_inbox_pending(self, object_id: str) -> None:
         with self._tx() as db:
@@ -432,6 +459,10 @@ class SQLiteCatalog:
         sets = ", ".join(f"{c}=NULL" for c in _PERSONAL_COLUMNS)
         with self._tx() as db:
             for object_id, record, deleted_at in items:
+                # the sampling tally counts what the cap really deleted (under the policy
+                # in force at the time), before the agent is wiped from the row
+                _count_sampling(db, object_id, ingested=0, over_cap=1,
+                                only_reason="sampling-cap")
                 cur = db.execute(
                     f"UPDATE recordings SET {sets}, proof_record=?, deleted_at=? "  # noqa: S608
                     "WHERE id=? AND state=?",
@@ -527,6 +558,11 @@ class SQLiteCatalog:
             (State.DELETED.value,))
         return {r[0] for r in rows}
 
+    def is_held(self, object_id: str) -> bool:
+        """Does a hold in force keep this recording (by its id, subject or case)?"""
+        return bool(self._query(
+            f"SELECT 1 FROM recordings WHERE id=? AND {_HELD}", (object_id,)))  # noqa: S608
+
     def active_holds(self) -> list[tuple[int, str, str, str, str, datetime]]:
         """(hold id, scope, target, reason, actor, created) of every hold in force."""
         rows = self._query("SELECT id, scope, target, reason, actor, created_at FROM holds "
@@ -571,10 +607,16 @@ class SQLiteCatalog:
         return bytes(rows[0][0]) if rows else None
 
     def sampling_tally(self) -> list[tuple[str, str | None, int, int]]:
-        """(purpose, agent or None, ingested, over the cap) counted at ingest."""
-        rows = self._query("SELECT purpose, agent, ingested, over_cap FROM sampling_tally "
-                           "ORDER BY purpose, agent")
+        """(purpose, agent or None, recordings ingested, of which deleted for
+        ``sampling-cap``) over the months the tally keeps (``SAMPLING_TALLY_MONTHS``)."""
+        rows = self._query("SELECT purpose, agent, SUM(ingested), SUM(over_cap) "
+                           "FROM sampling_tally GROUP BY purpose, agent ORDER BY purpose, agent")
         return [(r[0], r[1] or None, int(r[2]), int(r[3])) for r in rows]
+
+    def sampling_tally_since(self) -> str | None:
+        """The first month (YYYY-MM, UTC) the tally still covers, or None when empty."""
+        rows = self._query("SELECT MIN(month) FROM sampling_tally")
+        return None if rows[0][0] is None else str(rows[0][0])
 
     def notes_findings(self) -> list[tuple[str, str, str, str]]:
         """(recording id, purpose, category, rule id) of the notes lint's findings on

@@ -14,7 +14,16 @@ import traceback
 from collections.abc import Sequence
 
 from retentiond import __version__
-from retentiond.cli import audit_cmd, daemon_cmd, enforce, policy_cmd, proof_cmd, records, setup_cmd
+from retentiond.cli import (
+    audit_cmd,
+    daemon_cmd,
+    enforce,
+    policy_cmd,
+    proof_cmd,
+    records,
+    setup_cmd,
+    subject_cmd,
+)
 from retentiond.errors import EXIT_USAGE, RetentiondError
 from retentiond.logsetup import setup_logging
 
@@ -43,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"retentiond {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (setup_cmd, daemon_cmd, records, enforce, proof_cmd, policy_cmd, audit_cmd):
+    for module in (setup_cmd, daemon_cmd, records, enforce, subject_cmd, proof_cmd, policy_cmd,
+                   audit_cmd):
         module.register(sub)
     return parser
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -122,9 +122,11 @@ class _CountingSweeper(Sweeper):
     """The sweeper, counting what it leaves to be retried."""
 
     def sweep(self, *, now: datetime, dry_run: bool = False,
-              should_stop: Callable[[], bool] | None = None) -> SweepReport:
+              should_stop: Callable[[], bool] | None = None,
+              only: Collection[str] | None = None) -> SweepReport:
         try:
-            report = super().sweep(now=now, dry_run=dry_run, should_stop=should_stop)
+            report = super().sweep(now=now, dry_run=dry_run, should_stop=should_stop,
+                                   only=only)
         except RetentiondError:
             self.app.metrics.retries.labels(operation="pass").inc()
             raise

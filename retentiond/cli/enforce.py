@@ -16,10 +16,19 @@ from retentiond.cli.common import (
     print_json,
     table,
 )
+from retentiond.cli.subject_cmd import IDENTIFIER_HELP, identifier
 from retentiond.core.decide import Action
-from retentiond.errors import EXIT_OK, EXIT_WARNINGS
-from retentiond.service.holds import add_holds, remove_holds
+from retentiond.errors import EXIT_OK, EXIT_WARNINGS, UsageError
+from retentiond.service.holds import (
+    HoldTarget,
+    case_target,
+    object_targets,
+    place_holds,
+    release_holds,
+    subject_target,
+)
 from retentiond.service.sweep import Sweeper
+from retentiond.service.wiring import App
 
 
 def register(sub: Subparsers) -> None:
@@ -37,10 +46,23 @@ def register(sub: Subparsers) -> None:
 
     p = sub.add_parser("hold", help="legal holds: nothing held is deleted")
     hsub = p.add_subparsers(dest="hold_command", metavar="SUBCOMMAND", required=True)
-    for name, helptext in (("add", "put recordings under legal hold"),
-                           ("remove", "release legal holds")):
-        h = hsub.add_parser(name, help=helptext)
-        h.add_argument("ids", metavar="ID", nargs="+")
+    for name, helptext, description in (
+        ("add", "put recordings under legal hold",
+         "Hold recordings by id, every recording of a subject, or every recording of a "
+         "case (sidecar case_id). A subject or case hold also keeps the recordings that "
+         "arrive after it. The same hold twice (same target and reason) changes nothing; "
+         "a hold with another reason is added beside it."),
+        ("remove", "release legal holds",
+         "Release every hold in force on the recordings, the subject or the case."),
+    ):
+        h = hsub.add_parser(name, help=helptext, description=description)
+        h.add_argument("ids", metavar="ID", nargs="*", help="recording ids")
+        selector = h.add_mutually_exclusive_group()
+        selector.add_argument("--subject", metavar="S",
+                              help=f"every recording of a subject: {IDENTIFIER_HELP}")
+        selector.add_argument("--case", metavar="C",
+                              help="every recording of a case: the sidecar's case_id "
+                              "(never stored in clear); '-' reads it from standard input")
         h.add_argument("--reason", metavar="R", required=True)
         h.add_argument("--actor", metavar="A", default=None,
                        help="who decides (default: the login name)")
@@ -94,25 +116,71 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_selector(args: argparse.Namespace) -> None:
+    """Exactly one selector kind: recording ids, --subject or --case."""
+    kinds = sum((bool(args.ids), args.subject is not None, args.case is not None))
+    if kinds != 1:
+        raise UsageError(f"hold {args.hold_command}: give recording ids, or --subject S, "
+                         "or --case C (exactly one kind)")
+
+
+def _targets(args: argparse.Namespace, app: App) -> list[HoldTarget]:
+    if args.subject is not None:
+        return [subject_target(app, identifier(args.subject, what="--subject"))]
+    if args.case is not None:
+        return [case_target(app, identifier(args.case, what="--case"))]
+    return object_targets(args.ids)
+
+
+def _future(target: HoldTarget) -> str:
+    return "" if target.scope == "object" else \
+        f"; future recordings of this {target.scope} are held too"
+
+
 def cmd_hold_add(args: argparse.Namespace) -> int:
+    _check_selector(args)
     app = app_from(args, need_signer=False)
-    warnings = add_holds(app, args.ids, reason=args.reason,
-                         actor=args.actor or actor_default(), now=now())
-    for object_id in args.ids:
-        print(f"held {object_id}")
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    return EXIT_WARNINGS if warnings else 0
+    targets = _targets(args, app)
+    changes = place_holds(app, targets, reason=args.reason,
+                          actor=args.actor or actor_default(), now=now())
+    code = EXIT_OK
+    for c in changes:
+        t = c.target
+        if t.scope == "object":
+            print(f"held {t.target}" if c.changed
+                  else f"{t.target}: already held for this reason; nothing changed")
+        else:
+            n = len(c.covered)
+            now_text = f"{n} recording{'s' if n != 1 else ''} now{_future(t)}"
+            print(f"held {t.label}: {now_text}" if c.changed else
+                  f"{t.label}: already held for this reason; nothing changed ({now_text})")
+            for object_id in c.covered:
+                print(f"  {object_id}")
+        for object_id in c.not_held:
+            print(f"warning: {object_id}: deletion already under way; not held",
+                  file=sys.stderr)
+            code = EXIT_WARNINGS
+        for w in c.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+            code = EXIT_WARNINGS
+    return code
 
 
 def cmd_hold_remove(args: argparse.Namespace) -> int:
+    _check_selector(args)
     app = app_from(args, need_signer=False)
+    targets = _targets(args, app)
     actor, t = args.actor or actor_default(), now()
-    code = 0
-    for object_id in args.ids:
-        n, warning = remove_holds(app, object_id, reason=args.reason, actor=actor, now=t)
-        print(f"released {n} hold(s) on {object_id}" if n else f"{object_id}: no active hold")
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
-        code = code if n and not warning else EXIT_WARNINGS
+    code = EXIT_OK
+    for target in targets:
+        c = release_holds(app, target, reason=args.reason, actor=actor, now=t)
+        if c.released:
+            extra = "" if target.scope == "object" else \
+                f" ({len(c.covered)} recording{'s' if len(c.covered) != 1 else ''} now)"
+            print(f"released {c.released} hold(s) on {target.label}{extra}")
+        else:
+            print(f"{target.label}: no active hold")
+        for w in c.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        code = code if c.released and not c.warnings else EXIT_WARNINGS
     return code

@@ -84,18 +84,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     code = EXIT_OK
     inboxes = [Path(p) for p in app.settings.inbox]
     rows: list[dict[str, object]] = []
-    for path in args.files:
-        root, relpath = locate_in_inbox(path, inboxes)
-        o = ingestor.ingest(root, relpath, overrides=overrides, now=t)
+    try:
+        for path in args.files:
+            root, relpath = locate_in_inbox(path, inboxes)
+            o = ingestor.ingest(root, relpath, overrides=overrides, now=t)
+            if args.json:
+                rows.append({"path": str(path), "outcome": o.outcome, "id": o.object_id,
+                             "purpose": o.purpose, "message": o.message})
+            else:
+                print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
+                      + (f"  ({o.message})" if o.message else ""))
+            code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
+    finally:  # a failure part-way still tells what was ingested (and left the inbox)
         if args.json:
-            rows.append({"path": str(path), "outcome": o.outcome, "id": o.object_id,
-                         "purpose": o.purpose, "message": o.message})
-        else:
-            print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
-                  + (f"  ({o.message})" if o.message else ""))
-        code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
-    if args.json:
-        print_json(rows)
+            print_json(rows)
     return code
 
 

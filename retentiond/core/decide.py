@@ -5,12 +5,14 @@ Rules, in order (fail closed: anything unclear keeps the recording and says why)
 
 1. a recording already being deleted stays on course (its key may already be gone);
 2. the due date: quarantine -> ingested_at + policy quarantine retention
-   (``quarantine-expired``); caller objection -> at once (``objection``); the subject's
-   erasure request -> from the request (``erasure-request``); over the purpose's
-   sampling cap -> at once (``sampling-cap``); otherwise recorded_at + the purpose's
-   retention (``retention-expired``). CNIL: recordings kept 6 months for quality and
-   training, 5 years as banking proof (context/003_fac5e16efc5eae4d.txt: "La Cnil préconise
-   la conservation des enregistrements 6 mois, 5 ans dans le cas d'une preuve bancaire");
+   (``quarantine-expired``, or ``objection`` / ``erasure-request`` when one was made: the
+   review period still runs, since the purpose is unknown); caller objection -> at once
+   (``objection``); the subject's erasure request -> from the request
+   (``erasure-request``); over the purpose's sampling cap -> at once (``sampling-cap``);
+   otherwise recorded_at + the purpose's retention (``retention-expired``). CNIL:
+   recordings kept 6 months for quality and training, 5 years as banking proof
+   (context/003_fac5e16efc5eae4d.txt: "La Cnil préconise la conservation des
+   enregistrements 6 mois, 5 ans dans le cas d'une preuve bancaire");
 3. a purpose missing from the policy in force: keep and report (never guess);
 4. ``min_retention`` pushes the date back: nothing is deleted before
    recorded_at + min_retention, not even on objection. The floor is also fixed at ingest
@@ -75,14 +77,19 @@ def _base_due(rec: Recording, *, policy: Policy) -> tuple[datetime | None, Reaso
         due = rec.due_at or rec.ingested_at
         return due, Reason(rec.delete_reason), "deletion already under way"
     if rec.state is State.QUARANTINED or rec.purpose == QUARANTINE:
-        # an objection or an erasure request does not wait for the review
-        if rec.objection:
-            return rec.ingested_at, Reason.OBJECTION, (
-                "quarantined, and the caller objected to the recording: not retained")
-        if rec.erasure_at is not None:
-            return rec.erasure_at, Reason.ERASURE_REQUEST, (
-                "quarantined, and the subject asked for erasure (GDPR Art. 17)")
         due = policy.quarantine_retention.add_to(rec.ingested_at)
+        # an objection or an erasure request still waits for the review: the purpose is
+        # unknown, so a legal obligation (Art. 17(3)(b), Art. 21 does not apply) cannot be
+        # ruled out (fail closed); the proof then says why it went
+        if rec.objection:
+            return due, Reason.OBJECTION, (
+                f"quarantined ({rec.quarantine_reason}), and the caller objected: deleted "
+                f"when the {policy.quarantine_retention.iso()} review period ends, unless "
+                "reclassified")
+        if rec.erasure_at is not None:
+            return max(due, rec.erasure_at), Reason.ERASURE_REQUEST, (
+                f"quarantined ({rec.quarantine_reason}), and the subject asked for erasure: "
+                f"deleted when the {policy.quarantine_retention.iso()} review period ends")
         return due, Reason.QUARANTINE_EXPIRED, (
             f"quarantined ({rec.quarantine_reason}); kept {policy.quarantine_retention.iso()} "
             "for review"

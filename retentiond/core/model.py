@@ -14,6 +14,12 @@ MEDIA = frozenset({"audio", "screen", "video", "document"})
 QUARANTINE = "quarantine"  # reserved purpose name under which quarantined objects are sealed
 
 
+def case_pseudonym_input(case_id: str) -> str:
+    """What is pseudonymised for a case id: domain-separated from caller identifiers, so a
+    case number never shares a pseudonym with a subject."""
+    return "case\x00" + case_id
+
+
 def require_aware(dt: datetime, what: str) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"{what} must carry a UTC offset")

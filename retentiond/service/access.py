@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from retentiond.core.model import State
 from retentiond.crypto.envelope import open_stream
@@ -19,6 +21,7 @@ from retentiond.errors import (
     IntegrityError,
     KeyUnavailableError,
     NotFoundError,
+    RefusedError,
     StorageError,
     UsageError,
 )
@@ -37,19 +40,30 @@ class Retrieved:
 
 def retrieve(
     app: App, object_id: str, *, out: Path, actor: str, reason: str, now: datetime,
+    action: str = "decrypt", details: Mapping[str, Any] | None = None,
 ) -> Retrieved:
-    """Decrypt ``object_id`` to ``out`` (mode 0600, written atomically)."""
+    """Decrypt ``object_id`` to ``out`` (mode 0600, written atomically). ``action`` and
+    ``details`` go to the audit entry (``subject export`` writes ``export`` entries)."""
     if not actor.strip() or not reason.strip():
         raise UsageError("get: --actor and --reason must not be empty")
     rec = app.catalog.get(object_id)
     if rec.state not in (State.ACTIVE, State.QUARANTINED):
         detail = f" (proof #{rec.proof_index})" if rec.proof_index is not None else ""
         raise NotFoundError(f"recording {object_id} is {rec.state.value}{detail}: nothing to read")
+    if rec.objection:
+        # not retained: never decrypted again, even while a hold or min_retention keeps it
+        raise RefusedError(f"recording {object_id}: the caller objected; it is not retained "
+                           "and is never decrypted")
+    if rec.erasure_at is not None and object_id not in app.catalog.held_ids():
+        # kept only until the next pass deletes it (a legal hold keeps it readable,
+        # audited, for the proceedings it serves)
+        raise RefusedError(f"recording {object_id}: the subject asked for erasure; it cannot "
+                           "be decrypted (it is deleted as soon as allowed)")
     if out.exists():
         raise UsageError(f"{out}: already exists; choose another --out")
     wrapped = app.catalog.wrapped_key(object_id)
-    app.audit.append(action="decrypt", actor=actor, reason=reason, now=now,
-                     object_id=object_id, details={"purpose": rec.purpose})
+    app.audit.append(action=action, actor=actor, reason=reason, now=now,
+                     object_id=object_id, details={"purpose": rec.purpose, **(details or {})})
     if wrapped is None:
         raise KeyUnavailableError(f"recording {object_id}: its data key is gone")
     data_key = app.keys.unwrap(wrapped, object_id=object_id)

@@ -44,8 +44,8 @@ from retentiond.adapters.localfs import (
 )
 from retentiond.adapters.s3_inbox import Pinned, S3Inbox
 from retentiond.core.classify import Classification, Overrides, classify
-from retentiond.core.decide import due_date, over_sample_cap
-from retentiond.core.model import QUARANTINE, Recording, State
+from retentiond.core.decide import due_date
+from retentiond.core.model import QUARANTINE, Recording, State, case_pseudonym_input
 from retentiond.core.noteslint import lint_note
 from retentiond.core.policy import Policy
 from retentiond.core.sidecar import (
@@ -68,17 +68,12 @@ from retentiond.errors import (
 )
 from retentiond.faults import crashpoint
 from retentiond.ports import PutResult
+from retentiond.service.holds import mirror_hold
 from retentiond.service.wiring import App
 
 logger = logging.getLogger(__name__)
 
 NOTES_LABEL = "notes"
-
-
-def case_pseudonym_input(case_id: str) -> str:
-    """What is pseudonymised for a case id: domain-separated from caller identifiers, so a
-    case number never shares a pseudonym with a subject."""
-    return "case\x00" + case_id
 
 
 def notes_findings(notes: str | None, *, object_id: str) -> list[tuple[str, str]]:
@@ -89,9 +84,11 @@ def notes_findings(notes: str | None, *, object_id: str) -> list[tuple[str, str]
         return []
     found = sorted({(f.category, f.rule) for f in lint_note(notes)})
     if found:
-        logger.warning("notes of %s: %s", object_id,
-                       ", ".join(sorted({c for c, _ in found})),
-                       extra={"event": "ingest.notes_findings", "object_id": object_id})
+        # the categories (health, offences...) stay out of logs, which live longer and are
+        # read by more people than the report: the id and a count are enough to act on
+        logger.info("notes of %s: %d notes-lint finding(s); see 'retentiond audit report'",
+                    object_id, len(found),
+                    extra={"event": "ingest.notes_findings", "object_id": object_id})
     return found
 NO_OVERRIDES = Overrides()
 _HASH_CHUNK = 1024 * 1024
@@ -597,7 +594,7 @@ class Ingestor:
                 plaintext_sha256=sealed.plaintext_sha256,
                 ciphertext_sha256=sealed.ciphertext_sha256, version_id=put.version_id,
                 delete_after=due, sample_score=stored.sample_score,
-                over_cap=None if cls.quarantined else over_sample_cap(stored, policy=policy),
+                tally=not cls.quarantined,
             )
         except BaseException:
             self._undo(rec)
@@ -606,6 +603,10 @@ class Ingestor:
         src.remove()
         crashpoint("ingest.after_unlink")
         app.catalog.clear_inbox_pending(object_id)
+        if (rec.subject_ref or rec.case_ref) and app.catalog.is_held(object_id):
+            # a standing hold on its caller or case: the store's legal hold too (a failure
+            # is a warning; retentiond's own hold keeps it either way)
+            mirror_hold(app, object_id, on=True)
         outcome = "quarantined" if cls.quarantined else "stored"
         label = QUARANTINE if cls.quarantined else cls.purpose
         app.metrics.ingested.labels(purpose=label, outcome=outcome).inc()

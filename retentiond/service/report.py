@@ -469,7 +469,8 @@ def _quarantine(plan: Sequence[PlanItem], *, policy: Policy, now: datetime) -> Q
             id=rec.id, reason=reason, declared_purpose=rec.declared_purpose, media=rec.media,
             bytes=rec.size, ingested_at=rec.ingested_at, due=i.decision.due,
             held=i.decision.rule in HOLD_RULES))
-    dues = [i.decision.due for i in items if i.decision.due is not None and i.decision.due > now]
+    dues = [i.decision.due for i in items  # as next_due_date: held ones are not coming
+            if i.decision.rule == "not-due" and i.decision.due is not None]
     return QuarantineSummary(
         retention=policy.quarantine_retention.iso(), count=len(items),
         bytes=sum(i.recording.size for i in items),
@@ -519,7 +520,7 @@ def _notes(rows: Iterable[tuple[str, str, str, str]]) -> tuple[NotesFinding, ...
 def _warnings(
     *, purposes: Sequence[PurposeRow], quarantine: QuarantineSummary,
     notes: Sequence[NotesFinding], findings: Sequence[StoreFinding], proof: ProofLogStatus,
-    audit: AuditLogStatus,
+    audit: AuditLogStatus, undeclared: int = 0,
 ) -> tuple[ReportWarning, ...]:
     out: list[ReportWarning] = []
 
@@ -547,6 +548,9 @@ def _warnings(
         "recordings have notes with sensitive data or subjective judgments: review them")
     add("store-findings", len(findings),
         "the reconciler found the vault and the catalog disagree")
+    add("residency-undeclared", undeclared,
+        "stores whose location is not declared (add a 'residency' section to the "
+        "configuration: docs/residency.md); transfers outside the EU cannot be ruled out")
     if proof.verified and proof.entries is not None and proof.catalog_proofs > proof.entries:
         add("proof-log-behind-catalog", proof.catalog_proofs - proof.entries,
             f"the catalog records {proof.catalog_proofs} proven deletions but the proof "
@@ -566,6 +570,7 @@ def assemble_report(
 ) -> Report:
     """The report from plain data (the shapes the catalog methods return)."""
     tally = list(tally)
+    residency_list = list(residency)
     by_purpose, by_agent = _sampling(tally, policy=policy)
     purposes = _purpose_rows(plan, policy=policy, now=now, counts=counts,
                              tally={s.purpose: (s.ingested, s.over_cap) for s in by_purpose})
@@ -582,12 +587,15 @@ def assemble_report(
         purposes=purposes, sampling_by_purpose=by_purpose, sampling_by_agent=by_agent,
         quarantine=quarantine, notes_findings=notes_findings,
         residency=tuple(ResidencyRow(tuple((str(k), _residency_value(v)) for k, v in row.items()))
-                        for row in residency),
+                        for row in residency_list),
         deletions=tuple(sorted((DeletionDay(*d) for d in deletions),
                                key=lambda d: (d.day, d.reason, d.purpose))),
         proof_log=proof_log, audit_log=audit_log, store_findings=store_findings,
         warnings=_warnings(purposes=purposes, quarantine=quarantine, notes=notes_findings,
-                           findings=store_findings, proof=proof_log, audit=audit_log),
+                           findings=store_findings, proof=proof_log, audit=audit_log,
+                           undeclared=sum(1 for row in residency_list
+                                          if row.get("kind") == "store"
+                                          and row.get("zone") is None)),
     )
 
 

@@ -522,8 +522,10 @@ def _sampling(r: Report) -> str:
                          cls="sampling-agent")
                 + _more(len(r.sampling_by_agent), len(agents)))
     return ('<section id="sampling"><h2>Sampling</h2>' + body
-            + '<p class="rule">Counted at ingest and kept after deletion, so the ratio is the '
-            "real share of calls kept. Each call is drawn by a keyed hash of its call id, so on "
+            + '<p class="rule">Calls ingested and calls the cap deleted, counted as they '
+            "happen and kept after the deletions (for the last 12 months of ingests: the "
+            "tally names agents), so the ratio is the real share of calls kept. Each call is "
+            "drawn by a keyed hash of its call id, so on "
             "few calls the ratio may exceed the cap (shown in orange); on many calls it stays "
             "close to it. A purpose without a cap keeps every call it is given: a kept ratio "
             "of 100&nbsp;% for an agent shows systematic recording.</p>"

@@ -13,13 +13,13 @@ Every step is idempotent, so a crash at any point is finished by the next pass:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from retentiond.core.canonical import canonical_json, rfc3339
+from retentiond.core.canonical import JSONValue, canonical_json, rfc3339
 from retentiond.core.decide import Action, Decision, decide
-from retentiond.core.model import LIVE_STATES, Recording, State
+from retentiond.core.model import LIVE_STATES, Reason, Recording, State
 from retentiond.core.policy import Policy
 from retentiond.errors import ObjectLockedError, ProofError, RetentiondError, StorageError
 from retentiond.faults import crashpoint
@@ -77,7 +77,7 @@ def deletion_record(
     """The canonical JSON deletion record (SPEC section 5). No personal data: no caller,
     agent, notes or original file name; ``location`` is the opaque vault key."""
     assert decision.reason is not None and decision.due is not None
-    return canonical_json({
+    record: dict[str, JSONValue] = {
         "type": "deletion",
         "object_id": rec.id,
         "location": f"{vault_url.rstrip('/')}/{rec.location}",
@@ -96,7 +96,13 @@ def deletion_record(
         "key_id": f"{rec.kek_id}/{rec.id}",
         "key_destroyed": True,
         "evidence": {"store": result.evidence, "key": KEY_EVIDENCE},
-    })
+    }
+    if rec.erasure_commitment and decision.reason in (Reason.ERASURE_REQUEST,
+                                                      Reason.OBJECTION):
+        # SHA-256(salt || subject): the subject, given the salt with the erasure receipt,
+        # can check the request was honoured; nobody else can link it to anyone
+        record["subject_commitment"] = rec.erasure_commitment
+    return canonical_json(record)
 
 
 class Sweeper:
@@ -105,20 +111,31 @@ class Sweeper:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def plan(self, *, at: datetime) -> list[PlanItem]:
-        """The decision for every live recording at time ``at`` (same function as sweep)."""
+    def plan(self, *, at: datetime, only: Collection[str] | None = None) -> list[PlanItem]:
+        """The decision for every live recording at time ``at`` (same function as sweep);
+        with ``only``, for the live recordings among those ids."""
         held = self.app.catalog.held_ids()
         return [
             PlanItem(rec, decide(rec, policy=self.app.policy, held=rec.id in held, now=at))
             for rec in self.app.catalog.query(states=list(LIVE_STATES))
+            if only is None or rec.id in only
         ]
 
     def sweep(self, *, now: datetime, dry_run: bool = False,
-              should_stop: Callable[[], bool] | None = None) -> SweepReport:
+              should_stop: Callable[[], bool] | None = None,
+              only: Collection[str] | None = None) -> SweepReport:
         """One enforcement pass. Deletion failures are reported and retried next pass.
         ``should_stop`` (SIGTERM) is asked before each batch of deletions: the pass then
-        ends after proving what it deleted; the rest waits for the next pass."""
+        ends after proving what it deleted; the rest waits for the next pass.
+
+        ``only`` limits the pass to those recording ids (``subject erase``): the same
+        decisions and deletion order, on fewer recordings. Deletions already pending a
+        proof are still proven first, whoever started them. A limited pass is not a full
+        pass: it does not set ``retentiond_last_sweep_success_timestamp_seconds`` nor
+        observe ``retentiond_sweep_duration_seconds``."""
         app = self.app
+        if only is not None and not isinstance(only, (set, frozenset)):
+            only = frozenset(only)  # membership tests below: O(1) each
         started = app.clock.monotonic()
         items: list[SweepItem] = []
         due: list[tuple[Recording, Decision]] = []
@@ -129,6 +146,8 @@ class Sweeper:
             pending = {oid for oid, _ in app.catalog.pending_proofs()}
             for plan in self.plan(at=now):
                 rec, d = plan.recording, plan.decision
+                if only is not None and rec.id not in only:
+                    continue
                 if d.rule == "legal-hold-overdue":
                     items.append(SweepItem(rec.id, rec.purpose, "held-overdue", d.rule, d.due))
                     continue
@@ -166,7 +185,7 @@ class Sweeper:
             for i, (p, r, d) in deleted.items() if i in proven
         ]
         report = SweepReport(now=now, dry_run=dry_run, items=tuple(done + items))
-        if not dry_run:
+        if not dry_run and only is None:
             app.metrics.sweep_duration.observe(app.clock.monotonic() - started)
             if report.count("failed") == 0:
                 app.metrics.last_sweep_success.set(now.timestamp())

@@ -26,16 +26,17 @@ def rec(object_id: str, **kw: object) -> Recording:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def store(cat: SQLiteCatalog, r: Recording, *, over_cap: bool | None = False,
+def store(cat: SQLiteCatalog, r: Recording, *, tally: bool = True,
           findings: tuple[tuple[str, str], ...] = ()) -> None:
     cat.insert_ingesting(r, wrapped=KEY, notes_sealed=None, notes_findings=findings)
     cat.mark_stored(r.id, state=State.ACTIVE, size=10, ciphertext_size=50,
                     plaintext_sha256="a" * 64, ciphertext_sha256="b" * 64, version_id=None,
-                    delete_after=None, sample_score=0.5, over_cap=over_cap)
+                    delete_after=None, sample_score=0.5, tally=tally)
 
 
-def delete(cat: SQLiteCatalog, object_id: str, *, at: datetime, index: int) -> None:
-    assert cat.start_deletions([(object_id, "retention-expired", at)]) == {object_id}
+def delete(cat: SQLiteCatalog, object_id: str, *, at: datetime, index: int,
+           reason: str = "retention-expired") -> None:
+    assert cat.start_deletions([(object_id, reason, at)]) == {object_id}
     cat.destroy_keys([(object_id, b"{}", at)])
     cat.finish_deletions({object_id: index})
 
@@ -140,13 +141,36 @@ def test_an_unknown_hold_scope_is_refused(cat):
         cat.add_hold("x", reason="r", actor="a", now=T0, scope="everything")
 
 
-def test_the_sampling_tally_counts_at_ingest_and_survives_deletion(cat):
-    store(cat, rec("r1"), over_cap=False)
-    store(cat, rec("r2"), over_cap=True)
-    store(cat, rec("r3", agent=None), over_cap=False)
-    store(cat, rec("r4"), over_cap=None)  # not counted (quarantined)
-    delete(cat, "r2", at=T0, index=0)
-    assert cat.sampling_tally() == [("quality", None, 1, 0), ("quality", "agent-7", 2, 1)]
+def test_the_sampling_tally_counts_ingests_and_cap_deletions_and_survives_them(cat):
+    store(cat, rec("r1"))
+    store(cat, rec("r2"))
+    store(cat, rec("r3", agent=None))
+    store(cat, rec("r4"), tally=False)  # not counted (quarantined)
+    store(cat, rec("r5"))
+    delete(cat, "r2", at=T0, index=0, reason="sampling-cap")
+    delete(cat, "r5", at=T0, index=1)  # another reason: still kept as far as sampling goes
+    assert cat.sampling_tally() == [("quality", None, 1, 0), ("quality", "agent-7", 3, 1)]
+    assert cat.sampling_tally_since() == "2026-03"
+
+
+def test_the_sampling_tally_forgets_agents_after_twelve_months(cat):
+    store(cat, rec("old", ingested_at=T0 - timedelta(days=400)))
+    store(cat, rec("mid", ingested_at=T0 - timedelta(days=200), agent="agent-8"))
+    assert {a for _, a, _, _ in cat.sampling_tally()} == {"agent-7", "agent-8"}
+    store(cat, rec("new", agent="agent-9"))
+    assert {a for _, a, _, _ in cat.sampling_tally()} == {"agent-8", "agent-9"}
+    assert cat.sampling_tally_since() == "2025-08"
+
+
+def test_a_catalog_whose_schema_version_is_not_a_number_is_refused(tmp_path):
+    path = tmp_path / "catalog.db"
+    SQLiteCatalog(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='two' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="not a number"):
+        SQLiteCatalog(path)
 
 
 def test_notes_findings_hold_categories_and_go_with_the_recording(cat):

@@ -92,12 +92,15 @@ def rec(**kw):
         pytest.param(rec(erasure_at=T0, sample_score=0.9), T0, False, Action.DELETE,
                      "erasure-request", T0, id="erasure-before-sampling-cap"),
         pytest.param(rec(state=State.QUARANTINED, purpose=QUARANTINE, objection=True), T0,
-                     False, Action.DELETE, "objection", T0,
-                     id="quarantined-objection-does-not-wait-for-review"),
+                     False, Action.KEEP, "not-due", T0 + timedelta(days=30),
+                     id="quarantined-objection-waits-for-review"),
+        pytest.param(rec(state=State.QUARANTINED, purpose=QUARANTINE, objection=True),
+                     T0 + timedelta(days=30), False, Action.DELETE, "objection",
+                     T0 + timedelta(days=30), id="quarantined-objection-goes-after-review"),
         pytest.param(rec(state=State.QUARANTINED, purpose=QUARANTINE,
-                         erasure_at=T0 + timedelta(days=1)), T0 + timedelta(days=1), False,
-                     Action.DELETE, "erasure-request", T0 + timedelta(days=1),
-                     id="quarantined-erasure-does-not-wait-for-review"),
+                         erasure_at=T0 + timedelta(days=1)), T0 + timedelta(days=30), False,
+                     Action.DELETE, "erasure-request", T0 + timedelta(days=30),
+                     id="quarantined-erasure-goes-after-review"),
         pytest.param(rec(state=State.QUARANTINED, purpose=QUARANTINE, objection=True,
                          retain_until=datetime(2031, 1, 31, 12, tzinfo=UTC)), T0, False,
                      Action.KEEP, "not-due", datetime(2031, 1, 31, 12, tzinfo=UTC),
@@ -124,25 +127,35 @@ times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1,
 @given(
     recorded=times, offset=st.integers(0, 20 * 365), objection=st.booleans(),
     score=st.none() | st.floats(0, 0.999), purpose=st.sampled_from(["quality", "banking-evidence"]),
-    quarantined=st.booleans(),
+    quarantined=st.booleans(), erasure=st.none() | st.integers(0, 20 * 365),
 )
-def test_nothing_held_is_ever_deleted(recorded, offset, objection, score, purpose, quarantined):
+def test_nothing_held_is_ever_deleted(recorded, offset, objection, score, purpose, quarantined,
+                                      erasure):
     r = rec(recorded_at=recorded, ingested_at=recorded, objection=objection, sample_score=score,
             purpose=QUARANTINE if quarantined else purpose,
-            state=State.QUARANTINED if quarantined else State.ACTIVE)
+            state=State.QUARANTINED if quarantined else State.ACTIVE,
+            erasure_at=None if erasure is None else recorded + timedelta(days=erasure))
     now = recorded + timedelta(days=offset)
     assert decide(r, policy=POLICY, held=True, now=now).action is Action.KEEP
 
 
-@given(recorded=times, offset=st.integers(0, 20 * 365), objection=st.booleans())
-def test_nothing_deleted_before_min_retention(recorded, offset, objection):
-    r = rec(recorded_at=recorded, ingested_at=recorded, purpose="banking-evidence",
-            objection=objection)
+@given(recorded=times, offset=st.integers(0, 20 * 365), objection=st.booleans(),
+       erasure=st.none() | st.integers(0, 20 * 365), quarantined=st.booleans())
+def test_nothing_deleted_before_min_retention(recorded, offset, objection, erasure, quarantined):
+    """Neither an objection, an erasure request nor quarantine deletes banking evidence
+    before its floor (for a quarantined one: the floor fixed at ingest)."""
+    floor = POLICY.purposes["banking-evidence"].min_retention.add_to(recorded)
+    r = rec(recorded_at=recorded, ingested_at=recorded, objection=objection,
+            erasure_at=None if erasure is None else recorded + timedelta(days=erasure),
+            purpose=QUARANTINE if quarantined else "banking-evidence",
+            state=State.QUARANTINED if quarantined else State.ACTIVE,
+            retain_until=floor if quarantined else None)
     now = recorded + timedelta(days=offset)
     d = decide(r, policy=POLICY, held=False, now=now)
     if d.action is Action.DELETE:
-        assert now >= POLICY.purposes["banking-evidence"].min_retention.add_to(recorded)
-        assert d.reason in (Reason.RETENTION_EXPIRED, Reason.OBJECTION)
+        assert now >= floor
+        assert d.reason in (Reason.RETENTION_EXPIRED, Reason.OBJECTION,
+                            Reason.ERASURE_REQUEST, Reason.QUARANTINE_EXPIRED)
 
 
 @given(recorded=times, offset=st.integers(0, 3 * 365))

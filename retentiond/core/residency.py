@@ -381,7 +381,9 @@ def place_store(
         )
     country = country_of(region)
     if country is None:
-        if not res.declared:  # a legacy config's s3.region we cannot place: reported
+        if not res.declared and decl.region is None:
+            # a legacy config's s3.region we cannot place: reported; a region written in a
+            # residency.stores entry is always checked
             return Placement(role, location, region, None, None, decl.safeguard)
         raise ConfigError(
             f"{res.where(key)}: unknown region {region!r} for {what}: give the ISO 3166 "

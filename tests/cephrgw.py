@@ -43,7 +43,6 @@ import contextlib
 import ctypes
 import errno
 import json
-import os
 import shutil
 import signal
 import socket
@@ -62,6 +61,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.apt import apt_install
 from tests.s3server import REGION, ServerClients, dummy_aws_env, free_port
 
 PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
@@ -88,19 +88,11 @@ def ensure_packages() -> None:
     """apt-get install the Ceph packages if a command is missing; RuntimeError if that fails."""
     if not missing_commands():
         return
-    if shutil.which("apt-get") is None:
-        raise RuntimeError(f"Ceph commands missing ({', '.join(missing_commands())}) and no "
-                           f"apt-get to install {' '.join(PACKAGES)}")
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([*sudo, "apt-get", "update", "-qq"],
-                [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                 *PACKAGES]):
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
-                           timeout=INSTALL_TIMEOUT)
-        if p.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n"
-                               f"{_tail(p.stdout + p.stderr)}")
+    try:
+        apt_install(PACKAGES, timeout=INSTALL_TIMEOUT)
+    except RuntimeError as e:
+        raise RuntimeError(f"Ceph commands missing ({', '.join(missing_commands())}): "
+                           f"{e}") from None
     if missing_commands():
         raise RuntimeError(f"still missing after apt-get install: {missing_commands()}")
 

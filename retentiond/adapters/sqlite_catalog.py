@@ -172,6 +172,13 @@ def _count_sampling(db: sqlite3.Connection, object_id: str, *, ingested: int, ov
         "FROM recordings WHERE id=?), ?)", (object_id, f"-{SAMPLING_TALLY_MONTHS} months"))
 
 
+def _drop_unused_salts(db: sqlite3.Connection) -> None:
+    """An erasure request's salt goes with the last of its subject's recordings (or at
+    once when it applied to none)."""
+    db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM recordings "
+               "WHERE erasure_request=erasure_requests.id)")
+
+
 def _ts(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).isoformat()
 
@@ -472,9 +479,7 @@ class SQLiteCatalog:
                     raise StorageError(f"catalog: recording {object_id} is not being deleted")
                 db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
                 db.execute("DELETE FROM notes_findings WHERE object_id=?", (object_id,))
-            # an erasure request's salt goes with the last of its subject's recordings
-            db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM "
-                       "recordings WHERE erasure_request=erasure_requests.id)")
+            _drop_unused_salts(db)
 
     def pending_proofs(self) -> list[tuple[str, bytes]]:
         """(id, record) of deletions whose key is destroyed but whose proof is not recorded."""
@@ -598,8 +603,7 @@ class SQLiteCatalog:
                      State.ACTIVE.value, State.QUARANTINED.value))
                 if cur.rowcount == 1:
                     applied.add(object_id)
-            db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM "
-                       "recordings WHERE erasure_request=erasure_requests.id)")
+            _drop_unused_salts(db)
         return applied
 
     def erasure_salt(self, request_id: str) -> bytes | None:

@@ -78,7 +78,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         app = app_from(args, need_signer=False)
         rec = app.catalog.get(args.target)
         policy_name = app.policy.name
-        held = rec.id in app.catalog.held_ids()
+        held = app.catalog.is_held(rec.id)
         d = decide(rec, policy=app.policy, held=held, now=now())
         facts = {"id": rec.id, "purpose": rec.purpose, "state": rec.state.value,
                  "recorded_at": iso(rec.recorded_at) or "", "held": str(held).lower()}

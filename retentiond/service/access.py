@@ -54,7 +54,7 @@ def retrieve(
         # not retained: never decrypted again, even while a hold or min_retention keeps it
         raise RefusedError(f"recording {object_id}: the caller objected; it is not retained "
                            "and is never decrypted")
-    if rec.erasure_at is not None and object_id not in app.catalog.held_ids():
+    if rec.erasure_at is not None and not app.catalog.is_held(object_id):
         # kept only until the next pass deletes it (a legal hold keeps it readable,
         # audited, for the proceedings it serves)
         raise RefusedError(f"recording {object_id}: the subject asked for erasure; it cannot "

@@ -469,13 +469,11 @@ def _quarantine(plan: Sequence[PlanItem], *, policy: Policy, now: datetime) -> Q
             id=rec.id, reason=reason, declared_purpose=rec.declared_purpose, media=rec.media,
             bytes=rec.size, ingested_at=rec.ingested_at, due=i.decision.due,
             held=i.decision.rule in HOLD_RULES))
-    dues = [i.decision.due for i in items  # as next_due_date: held ones are not coming
-            if i.decision.rule == "not-due" and i.decision.due is not None]
     return QuarantineSummary(
         retention=policy.quarantine_retention.iso(), count=len(items),
         bytes=sum(i.recording.size for i in items),
         oldest_ingested_at=min((i.recording.ingested_at for i in items), default=None),
-        next_due=min(dues, default=None),
+        next_due=next_due_date(items),
         overdue=sum(1 for i in items if _overdue(i, now=now)),
         held=sum(1 for i in items if i.decision.rule in HOLD_RULES),
         held_overdue=sum(1 for i in items if i.decision.overdue_and_kept),

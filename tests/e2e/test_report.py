@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apt import apt_install
 from tests.conftest import make_wav, run_cli, use_policy, write_sidecar
 
 CHROMIUM_PACKAGES = ("chromium",)
@@ -69,20 +70,11 @@ def ensure_chromium() -> str:
     found = _which_chromium()
     if found:
         return found
-    if shutil.which("apt-get") is None:
-        pytest.fail("Chromium is missing and there is no apt-get to install Debian's "
-                    f"{' '.join(CHROMIUM_PACKAGES)}; install it to run this test")
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([*sudo, "apt-get", "update", "-qq"],
-                [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                 *CHROMIUM_PACKAGES]):
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
-                           timeout=INSTALL_TIMEOUT)
-        if p.returncode != 0:
-            pytest.fail(f"cannot install Chromium: {' '.join(cmd)} failed ({p.returncode}); "
-                        f"run as root or with passwordless sudo, or apt-get install "
-                        f"{' '.join(CHROMIUM_PACKAGES)}:\n{(p.stdout + p.stderr)[-2000:]}")
+    try:
+        apt_install(CHROMIUM_PACKAGES, timeout=INSTALL_TIMEOUT)
+    except RuntimeError as e:
+        pytest.fail(f"cannot install Chromium: {e}\nrun as root or with passwordless sudo, "
+                    f"or apt-get install {' '.join(CHROMIUM_PACKAGES)}")
     found = _which_chromium()
     if not found:
         pytest.fail(f"apt-get installed {' '.join(CHROMIUM_PACKAGES)} but no "

@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python bench/bench_ingest.py [--sizes 1,256] [--count N] [--repeat 5] [--cores 1,2]
-                                 [--rss-gib 2] [--dir DIR] [--keep]
+                                 [--workers N] [--rss-gib 2] [--dir DIR] [--keep]
 
 What it does, for each recording size (MiB) and each core count:
 
@@ -16,12 +16,14 @@ What it does, for each recording size (MiB) and each core count:
       copy     shutil.copyfile of every file (not durable; for information only)
       durable  shutil.copyfile + fsync(file) + fsync(folder) per file: the honest peer of
                the vault's durable write (temp file, fsync, rename, folder fsync)
-      ingest   ``Ingestor(app).ingest(folder, name, ...)`` per file, in this process (no interpreter
+      ingest   ``Ingestor(app).ingest(folder, name, ...)`` per file, ``--workers`` at a time
+               (default ``ingest.workers``, 4), in this process (no interpreter
                start-up in the timing): classify, seal (AES-256-GCM + SHA-256 of plaintext
                and ciphertext), durable vault write, read-back check (every stored byte
-               must authenticate: AES-GCM), SQLite catalog (3 commits, synchronous=FULL),
-               plaintext unlink + folder fsync; the run ends with ``Ingestor.drain()``, once
-               the unlinked plaintexts (closed in a helper thread) are closed;
+               must authenticate: AES-GCM), SQLite catalog (3 commits, synchronous=FULL,
+               shared by concurrent ingests: group commit), plaintext unlink + folder
+               fsync; the run ends with ``Ingestor.drain()``, once the unlinked plaintexts
+               (closed in a helper thread) are closed;
   * reports the median of each and ratio = durable copy time / ingest time (throughput of
     ingest as a fraction of the durable copy's), with the per-round range;
   * then, untimed: one instrumented ingest run (wall and CPU time per phase), and the
@@ -72,7 +74,8 @@ from retentiond.service import ingest as ingest_module  # noqa: E402
 from retentiond.service.ingest import Ingestor  # noqa: E402
 from retentiond.service.setup import init_setup  # noqa: E402
 from retentiond.service.wiring import App, build_app  # noqa: E402
-from retentiond.settings import load_settings  # noqa: E402
+from retentiond.service.workers import in_order  # noqa: E402
+from retentiond.settings import Settings, load_settings  # noqa: E402
 
 MiB = 1024 * 1024
 OVERRIDES = Overrides(purpose="training")  # as `retentiond ingest FILE --purpose training`
@@ -302,6 +305,7 @@ def timed(run: Callable[[], None]) -> float:
 
 def bench_size(
     base: Path, masters: Sequence[Path], *, size: int, cores: int, repeat: int,
+    workers: int,
 ) -> Result:
     work = base / f"run-{size // MiB}mib-{cores}core"
     work.mkdir()
@@ -329,10 +333,12 @@ def bench_size(
 
     inbox_files = [inbox / m.name for m in masters]
 
-    def ingest() -> None:
-        for path in inbox_files:
-            out = ingestor.ingest(path.parent, path.name, overrides=OVERRIDES,
-                                  now=app.clock.now())
+    def ingest(workers: int = workers) -> None:
+        # as the daemon ingests what is ready: up to ``workers`` recordings at a time
+        for path, out in in_order(
+                inbox_files, lambda p: ingestor.ingest(p.parent, p.name, overrides=OVERRIDES,
+                                                       now=app.clock.now()),
+                workers=workers):
             if out.outcome != "stored":
                 raise SystemExit(f"ingest of {path}: {out.outcome}: {out.message}")
         ingestor.drain()  # the run ends when every plaintext is closed (its blocks freed)
@@ -355,7 +361,7 @@ def bench_size(
             shutil.copyfile(src, dst)
         os.sync()
         with instrumented(app, ingestor) as spent:
-            ingest()
+            ingest(workers=1)  # phases of one recording at a time: they add up
         result.phases = {k: v / len(masters) for k, v in spent.items()}
         clear_vault(vault)
         result.floor = crypto_floor(size)
@@ -449,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (5)")
     parser.add_argument("--cores", default="1,2",
                         help="core counts to pin to, e.g. 1 or 1,2 (default 1,2)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="recordings ingested at a time (default: the setup's "
+                        "ingest.workers, 4); 1 = one after the other")
     parser.add_argument("--rss-gib", type=float, default=2.0, help="0 skips the RSS run")
     parser.add_argument("--dir", type=Path, default=None,
                         help="parent folder for the work (default: the repository's parent)")
@@ -468,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if fs_type(base).startswith("tmpfs"):
         print("WARNING: tmpfs: fsync costs nothing there; use --dir on a real disk")
+    workers = args.workers or Settings.ingest_workers
+    print(f"ingest     {workers} recording(s) at a time (ingest.workers; the durable copy: "
+          "one file after the other)")
     print("timing     in-process (no interpreter start-up); sources warm in the page cache "
           "on both sides; os.sync() before every timed run; MB/s = 10^6 bytes/s")
     print(flush=True)
@@ -489,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
             for cores in core_counts:
                 os.sched_setaffinity(0, set(available[:cores]))
                 try:
-                    r = bench_size(base, masters, size=size, cores=cores, repeat=args.repeat)
+                    r = bench_size(base, masters, size=size, cores=cores, repeat=args.repeat,
+                                   workers=workers)
                 finally:
                     os.sched_setaffinity(0, set(available))
                 results.append(r)

@@ -55,6 +55,7 @@ class Settings:
     proof_origin: str
     settle_seconds: float = 2.0
     sidecar_wait_seconds: float = 30.0
+    ingest_workers: int = 4
     sweep_interval_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0
     metrics_addr: str | None = "127.0.0.1:9464"
@@ -107,6 +108,7 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "log_level": ("log_level", str),
     "ingest.settle_seconds": ("settle_seconds", float),
     "ingest.sidecar_wait_seconds": ("sidecar_wait_seconds", float),
+    "ingest.workers": ("ingest_workers", float),
     "sweep.interval_seconds": ("sweep_interval_seconds", float),
     "reconcile.interval_seconds": ("reconcile_interval_seconds", float),
     "proof_log.origin": ("proof_origin", str),
@@ -126,9 +128,10 @@ _SCALARS: dict[str, tuple[str, type]] = {
 # s3 settings handed to make_s3_client / the stores (Settings.s3)
 _S3_CLIENT_KEYS = ("endpoint_url", "region", "addressing_style", "profile")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+MAX_INGEST_WORKERS = 32
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _SECTIONS = {
-    "ingest": {"settle_seconds", "sidecar_wait_seconds"},
+    "ingest": {"settle_seconds", "sidecar_wait_seconds", "workers"},
     "sweep": {"interval_seconds"},
     "reconcile": {"interval_seconds"},
     "proof_log": {"origin"},
@@ -439,7 +442,7 @@ def load_settings(
                 if isinstance(raw, bool):
                     raise ValueError
                 num = float(raw)
-                if num < 0:
+                if not 0 <= num < float("inf"):  # also refuses nan
                     raise ValueError
                 values[attr] = num
             else:
@@ -497,6 +500,10 @@ def load_settings(
     attempts = values.get("s3_max_attempts", 5)
     if attempts != int(attempts) or not 1 <= attempts <= 20:
         raise ConfigError(f"{sources['s3_max_attempts']}: a whole number from 1 to 20")
+    workers = values.get("ingest_workers", 4)
+    if workers != int(workers) or not 1 <= workers <= MAX_INGEST_WORKERS:
+        raise ConfigError(f"{sources['ingest_workers']}: a whole number from 1 to "
+                          f"{MAX_INGEST_WORKERS}")
     webhook_addr = values.get("webhook_addr")
     if webhook_addr in ("off", "none", ""):
         webhook_addr = None
@@ -547,6 +554,7 @@ def load_settings(
         proof_origin=origin,
         settle_seconds=values.get("settle_seconds", 2.0),
         sidecar_wait_seconds=values.get("sidecar_wait_seconds", 30.0),
+        ingest_workers=int(workers),
         sweep_interval_seconds=values.get("sweep_interval_seconds", 60.0),
         reconcile_interval_seconds=values.get("reconcile_interval_seconds", 300.0),
         metrics_addr=metrics_addr,

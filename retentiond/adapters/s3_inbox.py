@@ -34,6 +34,12 @@ from retentiond.errors import InputError, ObjectNotFoundError
 logger = logging.getLogger(__name__)
 
 
+def _precondition_failed(e: ClientError) -> bool:
+    """A 412, whatever code the server (or a proxy) put in its body."""
+    return str(e.response.get("Error", {}).get("Code", "")) in ("PreconditionFailed", "412") \
+        or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+
+
 @dataclass(frozen=True)
 class S3Item:
     """One object as the listing shows it (a candidate recording or its sidecar)."""
@@ -172,6 +178,21 @@ class S3Inbox(BucketPrefix):
             raise err from e
         return self._pinned(key, resp)
 
+    def _probe_if_match(self, full: str) -> bool:
+        """The probe of ``remove``; True when the server honours If-Match."""
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=full,
+                                       IfMatch=self._PROBE_ETAG)
+        except ClientError as e:
+            if not _precondition_failed(e):
+                raise
+            self._if_match = True
+            return True
+        self._if_match = False
+        logger.info("%s: the server ignores If-Match on DeleteObject; each removal is "
+                    "checked by a HEAD first", self.url, extra={"event": "inbox.no_if_match"})
+        return False
+
     def unchanged(self, pinned: Pinned) -> bool:
         now = self.current(pinned.key)
         return now is not None and now.etag == pinned.etag and \
@@ -179,9 +200,22 @@ class S3Inbox(BucketPrefix):
 
     # -- removing ---------------------------------------------------------------------
 
+    # Does the server honour If-Match on DeleteObject (AWS since 2024, recent MinIO,
+    # moto; not Ceph RGW 16)? Learnt at the first removal from an unversioned inbox.
+    _if_match: bool | None = None
+    _PROBE_ETAG = '"retentiond-probe-not-an-etag"'
+
     def remove(self, pinned: Pinned) -> bool:
         """Remove exactly the object that was read. Returns False if it was replaced
-        meanwhile (the new one is left for its own ingest)."""
+        meanwhile (the new one is left for its own ingest).
+
+        Unversioned inbox: DeleteObject with If-Match (the ETag read) makes the check
+        and the removal one atomic request on a server that honours it. On one that
+        ignores the header, a HEAD first is the check (single writer: the daemon lock).
+        Which kind of server this is, the first removal finds out without risk: after
+        the HEAD, a DeleteObject with an ETag no object has is refused (412) by the
+        first kind, then the real conditional one follows; the second kind deletes the
+        object the HEAD has just shown unchanged, as it would have anyway."""
         full = self.prefix + pinned.key
         try:
             if pinned.version_id is not None:
@@ -189,15 +223,16 @@ class S3Inbox(BucketPrefix):
                 self._client.delete_object(Bucket=self.bucket, Key=full,
                                            VersionId=pinned.version_id)
                 return True
-            if not self.unchanged(pinned):
-                return False
-            # If-Match where the server supports it (AWS, recent MinIO); otherwise the
-            # HEAD above is the check (single writer: the daemon lock)
+            if self._if_match is not True:
+                if not self.unchanged(pinned):
+                    return False
+                if self._if_match is None and not self._probe_if_match(full):
+                    return True  # the probe removed it: the server ignores If-Match
             self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=pinned.etag)
             return True
         except ClientError as e:
             code = str(e.response.get("Error", {}).get("Code", ""))
-            if code == "PreconditionFailed":
+            if _precondition_failed(e):
                 return False
             if code in ("NoSuchKey", "NoSuchVersion", "404"):
                 return True

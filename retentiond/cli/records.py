@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from retentiond.errors import (
     UsageError,
 )
 from retentiond.service.access import retrieve
-from retentiond.service.ingest import Ingestor
+from retentiond.service.ingest import Ingestor, IngestOutcome
+from retentiond.service.workers import in_order
 
 
 def register(sub: Subparsers) -> None:
@@ -81,21 +83,41 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     ingestor = Ingestor(app)
     ingestor.recover()
-    code = EXIT_OK
     inboxes = [Path(p) for p in app.settings.inbox]
     rows: list[dict[str, object]] = []
+    finished: dict[int, IngestOutcome] = {}  # by the workers, in any order
+    reported: set[int] = set()
+    code = EXIT_OK
+
+    def located() -> Iterator[tuple[int, Path, str]]:  # a bad path stops there
+        for n, path in enumerate(args.files):
+            yield (n, *locate_in_inbox(path, inboxes))
+
+    def ingest(job: tuple[int, Path, str]) -> IngestOutcome:
+        o = ingestor.ingest(job[1], job[2], overrides=overrides, now=t)
+        finished[job[0]] = o
+        return o
+
+    def report(n: int, o: IngestOutcome) -> None:
+        nonlocal code
+        reported.add(n)
+        path = args.files[n]
+        if args.json:
+            rows.append({"path": str(path), "outcome": o.outcome, "id": o.object_id,
+                         "purpose": o.purpose, "message": o.message})
+        else:
+            print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
+                  + (f"  ({o.message})" if o.message else ""))
+        code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
+
+    results = in_order(located(), ingest, workers=app.settings.ingest_workers)
     try:
-        for path in args.files:
-            root, relpath = locate_in_inbox(path, inboxes)
-            o = ingestor.ingest(root, relpath, overrides=overrides, now=t)
-            if args.json:
-                rows.append({"path": str(path), "outcome": o.outcome, "id": o.object_id,
-                             "purpose": o.purpose, "message": o.message})
-            else:
-                print(f"{o.outcome:12} {o.object_id or '-':32} {path}"
-                      + (f"  ({o.message})" if o.message else ""))
-            code = max(code, EXIT_NOT_FOUND if o.outcome == "gone" else o.exit_code)
-    finally:  # a failure part-way still tells what was ingested (and left the inbox)
+        for job, o in results:
+            report(job[0], o)
+    finally:  # a failure part-way still tells what was ingested (and left the inbox),
+        results.close()  # once the ingests under way have finished
+        for n in sorted(set(finished) - reported):
+            report(n, finished[n])
         if args.json:
             print_json(rows)
     return code

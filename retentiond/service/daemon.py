@@ -45,6 +45,7 @@ from retentiond.service.policy_audit import record_policy_in_force
 from retentiond.service.reconcile import reconcile_safely
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
 from retentiond.service.wiring import App, load_keys, load_policy, sqs_client
+from retentiond.service.workers import in_order
 from retentiond.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -210,29 +211,38 @@ class Daemon:
         self._metadata_seen = {k: v for k, v in self._metadata_seen.items() if k in pending}
         ready, next_in = self.settler.observe(candidates, mono=self.app.clock.monotonic())
         outcomes = []
-        for c in ready:
-            if self._stop:
-                break
+        over_budget = False
+
+        def keep_going() -> bool:
+            nonlocal over_budget
             if budget is not None and self.app.clock.monotonic() - started > budget:
-                next_in = 0.0  # more is ready: come back right after the sweep
-                break
-            try:
-                if isinstance(c.item, InboxFile):
-                    outcome = self.ingestor.ingest(c.item.root, c.item.relpath, now=now)
-                else:
-                    outcome = self.ingestor.ingest_object(
-                        c.item.inbox, c.item.key, now=now,
-                        sidecar_listed=c.item.sidecar is not None)
-            except Exception:  # a bug must not stop the other recordings
-                self.app.metrics.errors.labels(stage="ingest").inc()
-                logger.exception("unexpected failure ingesting %s; left in place", c.ident,
-                                 extra={"event": "ingest.bug"})
-                outcome = IngestOutcome(c.ident, "failed", message="internal error")
+                over_budget = True
+            return not self._stop and not over_budget
+
+        for c, outcome in in_order(ready, lambda c: self._ingest_one(c, now=now),
+                                   workers=self.app.settings.ingest_workers,
+                                   keep_going=keep_going):
             if outcome.outcome != "changed":
                 self.settler.forget(c.ident)
             outcomes.append(outcome)
             pending.discard(c.ident)
+        if over_budget and len(outcomes) < len(ready):
+            next_in = 0.0  # more is ready: come back right after the sweep
         return outcomes, next_in, len(pending)
+
+    def _ingest_one(self, c: Candidate, *, now: datetime) -> IngestOutcome:
+        """One ready recording (in a worker thread when ``ingest.workers`` > 1)."""
+        try:
+            if isinstance(c.item, InboxFile):
+                return self.ingestor.ingest(c.item.root, c.item.relpath, now=now)
+            return self.ingestor.ingest_object(c.item.inbox, c.item.key, now=now,
+                                               sidecar_listed=c.item.sidecar is not None,
+                                               listed_size=c.item.item.size)
+        except Exception:  # a bug must not stop the other recordings
+            self.app.metrics.errors.labels(stage="ingest").inc()
+            logger.exception("unexpected failure ingesting %s; left in place", c.ident,
+                             extra={"event": "ingest.bug"})
+            return IngestOutcome(c.ident, "failed", message="internal error")
 
     def run_once(self, *, wait: bool = True) -> PassReport:
         """Do all pending work: recover, ingest everything (waiting for files to settle when

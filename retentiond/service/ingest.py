@@ -18,6 +18,7 @@ back (their plaintext is still in the inbox and will be ingested again), rows wi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -25,9 +26,10 @@ import functools
 import hashlib
 import logging
 import os
+import queue
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +94,8 @@ def notes_findings(notes: str | None, *, object_id: str) -> list[tuple[str, str]
     return found
 NO_OVERRIDES = Overrides()
 _HASH_CHUNK = 1024 * 1024
+BIG_OBJECT = 8 * 1024 * 1024  # a bucket recording above this is "big" (multipart upload)
+BIG_AT_ONCE = 1
 
 
 @dataclass(frozen=True)
@@ -187,15 +191,37 @@ class _BackgroundCloser:
         self._slots = threading.BoundedSemaphore(limit)
         self._idle = threading.Condition()
         self._pending = 0
+        self._queue: queue.SimpleQueue[BinaryIO] = queue.SimpleQueue()
+        self._threads = 0
+        self._limit = limit
 
     def close(self, fh: BinaryIO) -> None:
         self._slots.acquire()
         with self._idle:
             self._pending += 1
+            self._queue.put(fh)
+            if self._threads >= self._limit:
+                return
+            self._threads += 1  # lasting helpers, started when needed, gone when idle
         try:
-            threading.Thread(target=self._close, args=(fh,), daemon=True,
+            threading.Thread(target=self._run, daemon=True,
                              name="retentiond-close-plaintext").start()
         except RuntimeError:  # no thread to be had: close here
+            with self._idle:
+                self._threads -= 1
+            self._run(linger=0.0)
+
+    def _run(self, linger: float = 2.0) -> None:
+        while True:
+            try:
+                fh = self._queue.get(timeout=linger) if linger else self._queue.get_nowait()
+            except queue.Empty:
+                with self._idle:  # ``close`` queues under this lock: nothing is missed
+                    if self._queue.empty():
+                        if linger:
+                            self._threads -= 1
+                        return
+                continue
             self._close(fh)
 
     def _close(self, fh: BinaryIO) -> None:
@@ -244,6 +270,23 @@ class Ingestor:
         self._in_progress: set[str] = set()
         self._orphans_seen: dict[Path, float] = {}
         self._closer = _BackgroundCloser()
+        self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
+        self._bucket_vault = app.settings.vault.startswith("s3://")
+
+    @contextlib.contextmanager
+    def _big_one(self, size: int | None) -> Iterator[None]:
+        """At most ``BIG_AT_ONCE`` recordings larger than ``BIG_OBJECT`` at a time into a
+        bucket vault, whatever ``ingest.workers`` says: a multipart upload holds
+        three part buffers (24 MiB at the default part size), so memory stays bounded
+        when large recordings arrive together (measured: 121 MiB peak for 12 x 1 MiB and
+        4 x 64 MiB on 4 workers, 172 MiB with two large at once); small ones keep every
+        worker busy. Large ones are bound by the CPU (AES-GCM, SHA-256, MD5) anyway: two
+        at once were no faster on 2 cores (bench/README.md)."""
+        if not self._bucket_vault or size is None or size <= BIG_OBJECT:
+            yield
+            return
+        with self._big:
+            yield
 
     def drain(self) -> None:
         """Wait until the plaintexts of the ingests finished so far are closed (the file
@@ -300,6 +343,12 @@ class Ingestor:
     def _remove_stored_plaintext(self, rec: Recording) -> None:
         """After a crash between catalog commit and unlink: remove the plaintext if it is
         the very content that was stored, and its sidecar with it."""
+        if not rec.source:  # deleted meanwhile: its source was wiped with its personal data
+            logger.warning("recording %s was deleted before its plaintext's removal was "
+                           "confirmed; check its inbox for a leftover", rec.id,
+                           extra={"event": "ingest.source_unknown", "object_id": rec.id})
+            self.app.catalog.clear_inbox_pending(rec.id)
+            return
         if rec.source.startswith("s3://"):
             self._remove_stored_object(rec)
             return
@@ -412,10 +461,11 @@ class Ingestor:
                         before.st_nlink, extra={"event": "ingest.hard_links"},
                     )
                 try:
-                    outcome = self._ingest_open(
-                        fh, path=path, dir_fd=dfd, name=name, relpath=relpath,
-                        before=before, overrides=overrides, now=now,
-                    )
+                    with self._big_one(before.st_size):
+                        outcome = self._ingest_open(
+                            fh, path=path, dir_fd=dfd, name=name, relpath=relpath,
+                            before=before, overrides=overrides, now=now,
+                        )
                 except RetentiondError as e:
                     app.metrics.errors.labels(stage="ingest").inc()
                     app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
@@ -435,13 +485,15 @@ class Ingestor:
 
     def ingest_object(
         self, inbox: S3Inbox, key: str, *, overrides: Overrides = NO_OVERRIDES, now: datetime,
-        sidecar_listed: bool | None = None,
+        sidecar_listed: bool | None = None, listed_size: int | None = None,
     ) -> IngestOutcome:
         """Ingest the object ``key`` of a bucket inbox: the same path as a file, with the
         sidecar from ``KEY.json`` (else ``x-amz-meta-retentiond-*`` metadata), identity
         pinned by ETag and version id, and removal of exactly the version read.
         ``sidecar_listed=False`` (the listing just showed no ``KEY.json``) saves asking
-        for it; a sidecar uploaded after that listing is then a late sidecar."""
+        for it; a sidecar uploaded after that listing is then a late sidecar.
+        ``listed_size`` (the listing's size) lets a big recording wait for its turn before
+        its GET starts (``_big_one``)."""
         app = self.app
         started = app.clock.monotonic()
         source = inbox.url_of(key)
@@ -450,7 +502,8 @@ class Ingestor:
                 return IngestOutcome(source, "busy", message=f"{source}: being ingested")
             self._in_progress.add(source)
         try:
-            with app.exclusive("ingest", shared=True), inbox.open(key) as (fh, pinned):
+            with app.exclusive("ingest", shared=True), self._big_one(listed_size), \
+                    inbox.open(key) as (fh, pinned):
                 sidecar, error, sidecar_pin = self._object_sidecar(
                     inbox, pinned, look=sidecar_listed is not False)
 

@@ -256,4 +256,6 @@ def s3_client(settings: Settings) -> S3Client:
     return make_s3_client(
         endpoint_url=s3.get("endpoint_url"), region=s3.get("region"),
         addressing_style=s3.get("addressing_style", "auto"), profile=s3.get("profile"),
-        max_attempts=settings.s3_max_attempts)
+        max_attempts=settings.s3_max_attempts,
+        # every ingest worker, a big recording's parts in flight, the sweep's requests
+        max_pool_connections=max(16, settings.ingest_workers + 8))

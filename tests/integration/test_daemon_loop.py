@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from retentiond.core.model import State
 from retentiond.service.daemon import Daemon
 from tests.conftest import make_wav, write_sidecar
 
 
 def test_ingest_batch_is_bounded_so_sweeps_are_not_starved(app, clock):
+    # one at a time: with more workers, the recordings started before the budget ran
+    # out finish too (tested below)
+    app.settings = replace(app.settings, ingest_workers=1)
     inbox = Path(app.settings.inbox[0])
     for i in range(3):
         make_wav(inbox / f"c{i}.wav", seed=i)
@@ -27,6 +34,44 @@ def test_ingest_batch_is_bounded_so_sweeps_are_not_starved(app, clock):
     assert next_in == 0.0 and pending == 2
     outcomes, _, pending = daemon.ingest_ready(now=clock.now(), budget=10.0)
     assert len(outcomes) == 2 and pending == 0
+
+
+def test_ready_recordings_are_ingested_several_at_a_time(app, clock):
+    """``ingest.workers`` recordings at once; outcomes in inbox order; the pass ends with
+    every inbox_pending flag cleared (Ingestor.flush)."""
+    app.settings = replace(app.settings, ingest_workers=3)
+    inbox = Path(app.settings.inbox[0])
+    names = [f"c{i:02d}.wav" for i in range(9)]
+    for i, name in enumerate(names):
+        make_wav(inbox / name, seed=i)
+        write_sidecar(inbox / name, purpose="training")
+    daemon = Daemon(app)
+    daemon.ingest_ready(now=clock.now())
+    clock.advance(timedelta(seconds=5))
+    real = daemon.ingestor.ingest
+    lock = threading.Lock()
+    running = peak = 0
+
+    def counted(*a, **kw):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)  # long enough for the others to start
+        try:
+            return real(*a, **kw)
+        finally:
+            with lock:
+                running -= 1
+
+    daemon.ingestor.ingest = counted
+    outcomes, _, pending = daemon.ingest_ready(now=clock.now())
+    assert [o.outcome for o in outcomes] == ["stored"] * 9 and pending == 0
+    assert [Path(o.source).name for o in outcomes] == sorted(names)
+    assert peak == 3
+    stored = app.catalog.query(states=[State.ACTIVE])
+    assert len(stored) == 9 and not any(r.inbox_pending for r in stored)
+    assert not any(inbox.glob("*.wav"))
 
 
 def test_late_objection_sidecar_is_applied_and_deleted(app, clock):
@@ -69,3 +114,61 @@ def test_sidecar_dropped_before_its_recording_is_not_late(app, clock):
     (second,), _, _ = daemon.ingest_ready(now=clock.now())
     assert app.catalog.get(first.object_id).objection is False
     assert app.catalog.get(second.object_id).objection is True
+
+
+def test_big_recordings_into_a_bucket_vault_are_limited_whatever_the_workers(app):
+    """Memory bound: BIG_AT_ONCE (one) recording above BIG_OBJECT at a time (a multipart
+    upload holds three part buffers); small ones are not held back."""
+    from retentiond.service.ingest import BIG_AT_ONCE, BIG_OBJECT, Ingestor
+
+    ingestor = Ingestor(app)
+    assert not ingestor._bucket_vault  # a folder vault holds no part buffers: no limit
+    with ingestor._big_one(BIG_OBJECT * 100), ingestor._big_one(BIG_OBJECT * 100):
+        pass
+    ingestor._bucket_vault = True  # as with an s3:// vault
+    lock = threading.Lock()
+    inside = {"big": 0, "small": 0}
+    peak = {"big": 0, "small": 0}
+
+    def one(kind: str) -> None:
+        with ingestor._big_one(BIG_OBJECT + 1 if kind == "big" else BIG_OBJECT):
+            with lock:
+                inside[kind] += 1
+                peak[kind] = max(peak[kind], inside[kind])
+            time.sleep(0.03)
+            with lock:
+                inside[kind] -= 1
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in ["big"] * 6 + ["small"] * 6]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak["big"] == BIG_AT_ONCE == 1
+    assert peak["small"] > BIG_AT_ONCE
+
+
+def test_recovery_survives_a_row_deleted_before_its_plaintext_removal_was_recorded(
+        app, clock):
+    """A crash between "stored" and "plaintext removed", then a sweep elsewhere deleting
+    the recording (its source is wiped with its personal data): recovery clears the flag
+    and warns instead of failing every pass."""
+    from retentiond.core.model import Recording
+    from retentiond.ports import WrappedKey
+    from retentiond.service.ingest import Ingestor
+
+    t0 = clock.now()
+    rec = Recording(id="r1", state=State.INGESTING, purpose="quality",
+                    legal_basis="legitimate-interests", media="audio", recorded_at=t0,
+                    ingested_at=t0, policy_name="p", policy_sha256="0" * 64,
+                    location="v1/r1/r1.rtd", source=str(Path(app.settings.inbox[0]) / "x.wav"))
+    app.catalog.insert_ingesting(rec, wrapped=WrappedKey(kek_id="k", blob=b"w"),
+                                 notes_sealed=None)
+    app.catalog.mark_stored("r1", state=State.ACTIVE, size=1, ciphertext_size=2,
+                            plaintext_sha256="a" * 64, ciphertext_sha256="b" * 64,
+                            version_id=None, delete_after=t0, sample_score=0.5)
+    assert app.catalog.start_deletions([("r1", "retention-expired", t0)]) == {"r1"}
+    app.catalog.destroy_keys([("r1", b"{}", t0)])
+    assert app.catalog.get("r1").source is None and app.catalog.get("r1").inbox_pending
+    assert Ingestor(app).recover() == 1
+    assert not app.catalog.get("r1").inbox_pending

@@ -1,0 +1,69 @@
+"""Bounded concurrency for ingest: several recordings at once, results in input order.
+
+Ingest waits a lot: for the disk (fsync of the vault object, the catalog's commits) or for
+an S3 server (GET, PUT, DELETE round trips). Overlapping those waits is what makes many
+small recordings go fast; the catalog then commits the writes of concurrent ingests
+together (group commit, ``SQLiteCatalog._tx``). ``ingest.workers`` bounds the recordings
+in progress, hence the memory: each holds its own fixed-size buffers (a few MiB for a
+folder vault, three 8 MiB part buffers for a bucket vault), whatever the recording's size.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_order(
+    items: Iterable[T], work: Callable[[T], R], *, workers: int,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> Generator[tuple[T, R], None, None]:
+    """Run ``work`` on ``items``, at most ``workers`` at a time, and yield ``(item,
+    result)`` in the order of ``items``. ``keep_going`` is asked before each item starts;
+    once it says no, no further item starts and those under way finish and are yielded.
+    An exception raised by ``items`` itself is raised after the items already started
+    have been yielded; one raised by ``work`` comes out where its result would.
+    With ``workers`` 1 everything runs in the calling thread."""
+    if workers <= 1:
+        for item in items:
+            if not keep_going():
+                return
+            yield item, work(item)
+        return
+    source = iter(items)
+    started: deque[tuple[T, Future[R]]] = deque()  # not yet yielded, in input order
+    running: set[Future[R]] = set()
+    failure: BaseException | None = None
+    more = True
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="retentiond-ingest") as pool:
+        while True:
+            while more and len(running) < workers:
+                if not keep_going():
+                    more = False
+                    break
+                try:
+                    item = next(source)
+                except StopIteration:
+                    more = False
+                    break
+                except BaseException as e:  # noqa: BLE001 (raised once the rest is out)
+                    failure, more = e, False
+                    break
+                future = pool.submit(work, item)
+                started.append((item, future))
+                running.add(future)
+            while started and started[0][1].done():
+                item, future = started.popleft()
+                yield item, future.result()
+            if not started and not more:
+                break
+            if running:
+                _, pending = wait(running, return_when=FIRST_COMPLETED)
+                running = set(pending)
+    if failure is not None:
+        raise failure

@@ -36,7 +36,8 @@ from the standard AWS chain of the environment; the script creates uniquely name
    proof appended, per second. Peer: the same number of objects of the same size in a
    versioned bucket deleted with plain ``delete_objects`` (1,000 ``{Key, VersionId}`` per
    call, i.e. permanently, like the sweep), timed before and after the sweep.
-   Ratio = sweep rate / peer rate (target >= 0.5).
+   Ratio = sweep rate / peer rate (target >= 0.5). The wall time of the sweep's main
+   steps (plan, catalog transactions, store deletion, proof-log append) is printed too.
 3. Peak RSS: fresh child processes. ``idle`` imports and builds the App only; ``ingest``
    builds it and ingests one ``--rss-gib`` GiB object (uploaded beforehand from a
    generator, never held in memory); with ``--rss-boto3``, ``boto3`` copies the same
@@ -88,6 +89,7 @@ if str(REPO) not in sys.path:  # ``python bench/bench_s3_pipeline.py`` puts benc
 
 from retentiond.adapters.s3 import make_s3_client  # noqa: E402
 from retentiond.clock import ManualClock  # noqa: E402
+from retentiond.concurrency import in_order  # noqa: E402
 from retentiond.core.classify import Overrides  # noqa: E402
 from retentiond.service.ingest import Ingestor  # noqa: E402
 from retentiond.service.setup import init_setup  # noqa: E402
@@ -308,8 +310,11 @@ def make_setup(folder: Path, server: Server, *, inbox: str, vault: str, proofs: 
     return cfg
 
 
+INGEST_WORKERS: dict[str, str] = {}  # --workers: RETENTIOND_INGEST_WORKERS for the setups
+
+
 def open_app(cfg: Path, clock: ManualClock | None = None) -> App:
-    return build_app(load_settings(cfg, environ={}), clock=clock)
+    return build_app(load_settings(cfg, environ=INGEST_WORKERS), clock=clock)
 
 
 def upload(client: Any, bucket: str, key: str, size: int, metadata: dict[str, str]) -> str:
@@ -398,6 +403,8 @@ class IngestGroup:
     ingest_srv: list[float] = field(default_factory=list)
     boto3_req: Ops = field(default_factory=Ops)
     ingest_req: Ops = field(default_factory=Ops)
+    threads: list[float] = field(default_factory=list)  # boto3 copy, `workers` at a time
+    workers: int = 1  # retentiond's ingest.workers
 
     @property
     def label(self) -> str:
@@ -431,6 +438,7 @@ def bench_ingest(server: Server, buckets: Buckets, work: Path, groups: list[Inge
     app = open_app(cfg, clock)
     (s3_inbox,) = app.s3_inboxes
     ingestor = Ingestor(app)
+    workers = app.settings.ingest_workers
     ours, theirs = Requests(), Requests()
     ours.attach(app.s3_inboxes[0].client)  # the app's one client: inbox, vault, proofs
     peer = server.client()
@@ -438,6 +446,7 @@ def bench_ingest(server: Server, buckets: Buckets, work: Path, groups: list[Inge
     meta = {"retentiond-purpose": "training"}
     try:
         for g in groups:
+            g.workers = workers
             names = [f"calls/g{g.size // 1024}k/call-{i:04d}.wav" for i in range(g.count)]
             parallel(functools.partial(upload_to, client, masters, size=g.size, metadata=meta),
                      names)
@@ -455,11 +464,27 @@ def bench_ingest(server: Server, buckets: Buckets, work: Path, groups: list[Inge
                     peer.upload_fileobj(resp["Body"], copies, k,
                                         ExtraArgs={"Metadata": resp["Metadata"]})
 
+            def copy_side_threads(names: list[str] = names) -> None:
+                def one(k: str) -> None:
+                    resp = peer.get_object(Bucket=inbox, Key=INBOX_PREFIX + k)
+                    peer.upload_fileobj(resp["Body"], copies, k,
+                                        ExtraArgs={"Metadata": resp["Metadata"]})
+                list(in_order(names, one, workers=workers))
+
             def ingest_side(names: list[str] = names) -> None:
-                for k in names:
-                    out = ingestor.ingest_object(s3_inbox, k, now=clock.now())
+                # what a daemon pass does: one listing of the inbox (it tells which
+                # recordings have a KEY.json sidecar), then the listed recordings,
+                # ``ingest.workers`` at a time
+                listed, _ = s3_inbox.scan()
+                if len(listed) != len(names):
+                    raise SystemExit(f"inbox lists {len(listed)} recordings, not {len(names)}")
+                for c, out in in_order(
+                        listed, lambda c: ingestor.ingest_object(
+                            s3_inbox, c.key, now=clock.now(),
+                            sidecar_listed=c.sidecar is not None, listed_size=c.item.size),
+                        workers=workers):
                     if out.outcome != "stored":
-                        raise SystemExit(f"ingest of {k}: {out.outcome}: {out.message}")
+                        raise SystemExit(f"ingest of {c.key}: {out.outcome}: {out.message}")
 
             def timed(run: Callable[[], None], wall: list[float], cpu: list[float],
                       srv: list[float]) -> None:
@@ -470,7 +495,8 @@ def bench_ingest(server: Server, buckets: Buckets, work: Path, groups: list[Inge
                 srv.append(server.server_cpu() - s0)
 
             for r in range(rounds):
-                order = ("boto3", "retentiond") if r % 2 == 0 else ("retentiond", "boto3")
+                order = ("boto3", "retentiond", "threads") if r % 2 == 0 else \
+                    ("threads", "retentiond", "boto3")
                 for side in order:
                     refill()
                     ours.take()
@@ -478,6 +504,10 @@ def bench_ingest(server: Server, buckets: Buckets, work: Path, groups: list[Inge
                     if side == "boto3":
                         timed(copy_side, g.boto3, g.boto3_cpu, g.boto3_srv)
                         g.boto3_req += theirs.take()
+                        buckets.empty(copies)
+                    elif side == "threads":
+                        timed(copy_side_threads, g.threads, [], [])
+                        theirs.take()
                         buckets.empty(copies)
                     else:
                         timed(ingest_side, g.ingest, g.ingest_cpu, g.ingest_srv)
@@ -519,6 +549,7 @@ class DeleteResult:
     peer: list[float] = field(default_factory=list)
     peer_srv: list[float] = field(default_factory=list)
     sweep_req: Ops = field(default_factory=Ops)
+    phases: dict[str, float] = field(default_factory=dict)  # sweep step -> seconds
 
     def sweep_rate(self) -> float:
         return self.deleted / self.sweep
@@ -528,6 +559,36 @@ class DeleteResult:
 
     def ratio(self) -> float:
         return self.sweep_rate() / self.peer_rate()
+
+
+SWEEP_STEPS = {  # what the timed sweep's steps are called in the report
+    "plan": "plan (catalog read, decisions)",
+    "start_deletions": "catalog: start deletions",
+    "delete_many": "store: delete + confirming listing",
+    "destroy_keys": "catalog: destroy keys, keep records",
+    "append": "proof log: append",
+    "finish_deletions": "catalog: record proof indexes",
+}
+
+
+def time_steps(sweeper: Sweeper, app: App, sink: dict[str, float]) -> None:
+    """Time the main steps of ``sweeper``'s passes (wall seconds added to ``sink``) by
+    wrapping the methods on these objects only; the rest of a pass (deletion records,
+    metrics, logging, queries) is what the report calls "other"."""
+    owners = {"plan": sweeper, "start_deletions": app.catalog,
+              "delete_many": app.vault, "destroy_keys": app.catalog,
+              "append": app.proof_log, "finish_deletions": app.catalog}
+    for name, owner in owners.items():
+        method = getattr(owner, name)
+
+        def timed(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                sink[_name] = sink.get(_name, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, timed)
 
 
 def bench_delete(server: Server, buckets: Buckets, work: Path, *, count: int, size: int,
@@ -599,9 +660,12 @@ def bench_delete(server: Server, buckets: Buckets, work: Path, *, count: int, si
         print(f"  ingested {count} recordings of {size // 1024} KiB in {res.prep_ingest:.1f} s "
               "(preparation)", flush=True)
         clock.advance(timedelta(seconds=60))  # quality: PT30S
+        sweeper, steps = Sweeper(app), {}
+        time_steps(sweeper, app, steps)
         c0, s0, start = time.process_time(), server.server_cpu(), time.perf_counter()
-        report = Sweeper(app).sweep(now=clock.now())
+        report = sweeper.sweep(now=clock.now())
         res.sweep = time.perf_counter() - start
+        res.phases = dict(steps)  # this sweep's only (the profiled one adds to ``steps``)
         res.sweep_cpu = time.process_time() - c0
         res.sweep_srv = server.server_cpu() - s0
         res.sweep_req = ours.take()
@@ -802,6 +866,9 @@ def print_report(groups: list[IngestGroup], dele: DeleteResult | None,
             n = g.count * len(g.boto3)
             print(f"{'':<16} boto3:      {g.boto3_req.describe(n)}")
             print(f"{'':<16} retentiond: {g.ingest_req.describe(g.count * len(g.ingest))}")
+            print(f"{'':<16} (information: the boto3 copy with {g.workers} objects at a time, "
+                  f"like retentiond's ingest.workers: {mbs(g.nbytes, md(g.threads)):.0f} MB/s, "
+                  f"retentiond / it {md(g.threads) / md(g.ingest):.2f})")
         print("  per object: requests, then each S3 operation: count (client wall ms in it)")
         print("* copy_object: server-side copy into the inbox; not comparable: cannot encrypt")
 
@@ -819,6 +886,10 @@ def print_report(groups: list[IngestGroup], dele: DeleteResult | None,
         print(f"  sweep's S3 requests, all {dele.count} recordings: "
               f"{dele.sweep_req.describe(1)}; {sum(dele.sweep_req.seconds.values()):.2f} s "
               f"of the sweep's {dele.sweep:.2f} s")
+        steps = ", ".join(f"{SWEEP_STEPS[k]} {v * 1000:.0f}" for k, v in dele.phases.items())
+        other = dele.sweep - sum(dele.phases.values())
+        print(f"  sweep's steps, wall ms: {steps}, other (deletion records, queries, "
+              f"metrics) {other * 1000:.0f}")
         print(f"  (untimed preparation: {dele.count} x {dele.size // 1024} KiB ingested in "
               f"{dele.prep_ingest:.1f} s, mostly from a local folder on {PREP_THREADS} threads)")
 
@@ -871,6 +942,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-boto3", action="store_true",
                    help="also measure a plain boto3 copy of the RSS object (adds ~1 min)")
     p.add_argument("--only", default="ingest,delete,rss", help="parts to run")
+    p.add_argument("--workers", type=int, default=None,
+                   help="retentiond's ingest.workers (default: the setup's, 4)")
     p.add_argument("--profile", action="store_true", help="add untimed cProfile runs")
     p.add_argument("--endpoint", default=None,
                    help="an S3 endpoint (credentials from the AWS chain) instead of moto")
@@ -883,6 +956,8 @@ def main(argv: list[str] | None = None) -> int:
         mode, cfg, key, dst = args.rss_child
         return rss_child(mode, Path(cfg), key, dst)
 
+    if args.workers is not None:
+        INGEST_WORKERS["RETENTIOND_INGEST_WORKERS"] = str(args.workers)
     quick = args.quick
     groups = parse_groups(args.ingest or ("8x1,2x16" if quick else "64x1,8x64"))
     rounds = args.rounds or (2 if quick else 3)

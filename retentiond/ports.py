@@ -102,11 +102,17 @@ class ObjectStore(Protocol):
         """Every key under ``prefix`` (latest versions only), in key order."""
         ...
 
-    def delete_many(self, keys: Sequence[str], *, population: int | None = None
+    def delete_many(self, keys: Sequence[str], *, population: int | None = None,
+                    known: Mapping[str, str | None] | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of each key, as few requests as the store allows
         (``population``: about how many objects the store holds, a hint for choosing
-        between listings). Never raises for one key: each gets its result or its error."""
+        between listings). ``known``: key -> the version id its writer got back (None
+        when the store gave none): a versioned store may delete that version first and
+        list once afterwards, instead of listing before and after; whatever else the
+        confirming listing shows is deleted too and named in ``version_ids``. Keys not in
+        ``known`` are listed first. Never raises for one key: each gets its result or its
+        error."""
         ...
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:

@@ -284,14 +284,36 @@ class LocalObjectStore:
         """Leftovers of writes interrupted by a crash (ciphertext only, never plaintext)."""
         return sorted((self.root / TMP_DIR).glob("*.part"))
 
-    def delete_many(self, keys: Sequence[str], *, population: int | None = None
+    def delete_many(self, keys: Sequence[str], *, population: int | None = None,
+                    known: Mapping[str, str | None] | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
+        """``delete_all_versions`` of each key. A folder keeps one version of a key, so
+        ``known`` and ``population`` change nothing; the keys of one folder are unlinked,
+        then the folder is fsynced once for all of them (not once per key)."""
         out: dict[str, DeleteResult | StorageError] = {}
+        folders: dict[Path, builtins.list[tuple[str, Path]]] = {}
         for key in keys:
             try:
-                out[key] = self.delete_all_versions(key)
+                path = self._path(key)
             except StorageError as e:
                 out[key] = e
+                continue
+            folders.setdefault(path.parent, []).append((key, path))
+        for folder, items in folders.items():
+            removed: dict[str, tuple[str, ...]] = {}
+            for key, path in items:
+                try:
+                    removed[key] = self._unlink(key, path)
+                except StorageError as e:
+                    out[key] = e
+            try:
+                self._sync_folder(folder, what=f"{self.url}: {items[0][0]}")
+            except StorageError as e:
+                out |= dict.fromkeys(removed, e)
+                continue
+            for key, path in items:
+                if key in removed:
+                    out[key] = self._confirm_gone(key, path, removed[key])
         return out
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:
@@ -306,22 +328,35 @@ class LocalObjectStore:
 
     def delete_all_versions(self, key: str) -> DeleteResult:
         path = self._path(key)
-        removed: tuple[str, ...] = ()
+        removed = self._unlink(key, path)
+        self._sync_folder(path.parent, what=f"{self.url}: {key}")
+        result = self._confirm_gone(key, path, removed)
+        if isinstance(result, StorageError):
+            raise result
+        return result
+
+    def _unlink(self, key: str, path: Path) -> tuple[str, ...]:
+        """Unlink ``path``: ("null",) if it was there, () if it was not."""
         try:
             path.unlink()
-            removed = ("null",)
         except FileNotFoundError:
-            pass
+            return ()
         except OSError as e:
             raise storage_error(e, f"{self.url}: {key}") from None
+        return ("null",)
+
+    def _sync_folder(self, folder: Path, *, what: str) -> None:
         try:
-            fsync_dir(path.parent)
+            fsync_dir(folder)
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise storage_error(e, f"{self.url}: {key}") from None
+            raise storage_error(e, what) from None
+
+    def _confirm_gone(self, key: str, path: Path, removed: tuple[str, ...]
+                      ) -> DeleteResult | StorageError:
         if path.exists():
-            raise PermanentStorageError(f"{self.url}: {key}: still present after unlink")
+            return PermanentStorageError(f"{self.url}: {key}: still present after unlink")
         return DeleteResult(key=key, version_ids=removed, evidence="stat: ENOENT")
 
 

@@ -46,8 +46,9 @@ from concurrent.futures import wait as wait_futures
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, TypeVar, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
 import boto3
@@ -70,6 +71,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from retentiond.concurrency import run_all
 from retentiond.errors import (
     ConfigError,
     ObjectLockedError,
@@ -87,6 +89,7 @@ logger = logging.getLogger(__name__)
 
 # boto3 ships no type information: a client is ``Any`` here.
 S3Client = Any
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3: every part but the last is at least 5 MiB
@@ -102,7 +105,15 @@ MAX_METADATA_BYTES = 2048  # S3: user metadata at most 2 KiB (keys + values)
 READ_BUFFER = 256 * 1024  # buffered reader in front of a GET body
 MAX_LOCK_PROBES = 10  # HEADs made to explain a refused deletion
 EVIDENCE_GONE = "list_object_versions: 0 versions, 0 delete markers"
+# DeleteObjects + confirming listing rounds per key before a key still listed is reported
+# failed (retried next pass): the known version, then what the listing found (versions
+# or markers added behind our back), then once more (a write racing the deletion)
+MAX_DELETE_ROUNDS = 3
+# requests one deletion has in flight (DeleteObjects batches, per-key listings): well
+# under the client's connection pool (16 by default)
+REQUESTS_IN_FLIGHT = 4
 NULL_VERSION = "null"  # the version id S3 gives objects of an unversioned bucket
+_ALREADY_GONE = {"NoSuchVersion", "NoSuchKey"}  # DeleteObjects errors that mean "not there"
 
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
@@ -387,6 +398,18 @@ def _version(vid: object) -> str | None:
     """A version id as the port reports it: None for the "null" version (an unversioned
     bucket, or versioning suspended), like a store without versions."""
     return str(vid) if vid and vid != NULL_VERSION else None
+
+
+def _concurrently(calls: Sequence[Callable[[], T]]) -> builtins.list[T]:
+    """Run ``calls`` (requests of one deletion: DeleteObjects batches, per-key listings)
+    with up to REQUESTS_IN_FLIGHT at a time (``concurrency.run_all``)."""
+    return run_all(calls, threads=REQUESTS_IN_FLIGHT, name="s3-delete")
+
+
+def _unique(ids: builtins.list[str]) -> tuple[str, ...]:
+    """``ids`` in order, each once (a version retried in a later round, "null" known and
+    listed)."""
+    return tuple(dict.fromkeys(ids))
 
 
 def _md5(view: memoryview) -> bytes:
@@ -892,13 +915,26 @@ class S3ObjectStore:
             raise result
         return result
 
-    def delete_many(self, keys: Sequence[str], *, population: int | None = None
+    def delete_many(self, keys: Sequence[str], *, population: int | None = None,
+                    known: Mapping[str, str | None] | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
-        """``delete_all_versions`` of many keys with few requests: their versions are
-        listed (one ListObjectVersions per key, or one listing of the whole prefix when
-        ``population``, the number of objects under it, makes that cheaper), removed with
-        DeleteObjects of up to ``delete_batch`` versions of any keys, and listed again to
-        confirm. Each key gets its DeleteResult, or the error that stopped it."""
+        """``delete_all_versions`` of many keys with few requests, in rounds:
+
+        1. DeleteObjects (up to ``delete_batch`` versions of any keys per request) of the
+           version each key of ``known`` is known to have (None: the bucket gave none, the
+           "null" version); a key not in ``known`` is listed first to find its versions;
+        2. one confirming listing of all the keys (one ListObjectVersions per key, or one
+           listing of the whole prefix when ``population``, about how many objects are
+           under it, makes that cheaper);
+        3. whatever the listing still shows (a version or delete marker made behind our
+           back, a retried PUT's version) is deleted and listed again, at most
+           ``MAX_DELETE_ROUNDS`` rounds in all.
+
+        A key is gone only when a listing shows nothing left, never on DeleteObjects' word
+        alone. Each key gets its DeleteResult (``version_ids``: every version and marker
+        deleted, in the order deleted), or the error that stopped it: a refused version
+        stops its key at once (ObjectLockedError for a lock), a failed request or listing
+        fails the keys it covered; nothing is raised."""
         out: dict[str, DeleteResult | StorageError] = {}
         fulls: dict[str, str] = {}
         for key in keys:
@@ -908,49 +944,100 @@ class S3ObjectStore:
                 out[key] = e
         if not fulls:
             return out
-        try:
-            before = self._versions_of(fulls, population)
-        except StorageError as e:
-            return out | dict.fromkeys(fulls.values(), e)
-        pairs = [(full, vid) for full in fulls for vid in before[full][0] + before[full][1]]
+        known = known or {}
+        targets: dict[str, builtins.list[str | None]] = {
+            full: [known[key]] for full, key in fulls.items() if key in known}
+        unknown = {full: key for full, key in fulls.items() if key not in known}
+        if unknown:
+            try:
+                listed = self._versions_of(unknown, population)
+            except StorageError as e:
+                out |= dict.fromkeys(unknown.values(), e)
+                listed = {}
+            for full in listed:
+                versions, markers = listed[full]
+                if versions or markers:
+                    targets[full] = [*versions, *markers]
+                else:  # nothing there: that listing is the confirmation
+                    out[fulls[full]] = DeleteResult(key=fulls[full], version_ids=(),
+                                                    evidence=EVIDENCE_GONE)
+        removed: dict[str, builtins.list[str]] = {full: [] for full in targets}
+        for round_ in range(1, MAX_DELETE_ROUNDS + 1):
+            if not targets:
+                break
+            errors, failed = self._delete_versions(targets, fulls)
+            for full, vids in targets.items():
+                refused = {e.get("VersionId") for e in errors.get(full, [])}
+                removed[full] += [v or NULL_VERSION for v in vids
+                                  if full not in failed and v not in refused]
+            for full, err in failed.items():
+                out[fulls[full]] = err
+            confirm = {full: fulls[full] for full in targets if full not in failed}
+            if not confirm:
+                break
+            try:
+                left = self._versions_of(confirm, population)
+            except StorageError as e:
+                out |= dict.fromkeys(confirm.values(), e)
+                break
+            targets = {}
+            for full, key in confirm.items():
+                left_versions, left_markers = left[full]
+                if not left_versions and not left_markers:
+                    out[key] = DeleteResult(key=key, version_ids=_unique(removed[full]),
+                                            evidence=EVIDENCE_GONE)
+                elif full in errors or round_ == MAX_DELETE_ROUNDS:
+                    out[key] = self._delete_refused(
+                        key, total=len({*removed[full], *left_versions, *left_markers}),
+                        left=left_versions, left_markers=left_markers,
+                        errors=errors.get(full, []), rounds=round_)
+                else:
+                    targets[full] = [*left_versions, *left_markers]
+        return out
+
+    def _delete_versions(
+        self, targets: Mapping[str, builtins.list[str | None]], fulls: Mapping[str, str],
+    ) -> tuple[dict[str, builtins.list[dict[str, Any]]], dict[str, StorageError]]:
+        """DeleteObjects of every (full key, version id) in ``targets`` (None: the "null"
+        version), ``delete_batch`` per request. Returns the per-version errors the server
+        answered, by full key, and the keys whose request failed as a whole."""
+        pairs = [(full, vid) for full, vids in targets.items() for vid in vids]
         errors: dict[str, builtins.list[dict[str, Any]]] = {}
         failed: dict[str, StorageError] = {}
-        for i in range(0, len(pairs), self.delete_batch):
-            batch = pairs[i:i + self.delete_batch]
-            try:
-                resp = self._client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": full, "VersionId": v} for full, v in batch],
+
+        def send(batch: builtins.list[tuple[str, str | None]]) -> Any:
+            try:  # no version id known: the "null" version (an unversioned bucket's
+                # object), never a plain by-key delete, which in a bucket versioned since
+                # would only add a delete marker
+                return self._client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": full, "VersionId": vid or NULL_VERSION}
+                                for full, vid in batch],
                     "Quiet": True})
             except (BotoCoreError, ClientError) as e:
+                return e
+
+        batches = [pairs[i:i + self.delete_batch]
+                   for i in range(0, len(pairs), self.delete_batch)]
+        for batch, resp in zip(batches, _concurrently([partial(send, b) for b in batches]),
+                               strict=True):
+            if isinstance(resp, Exception):
                 for full, _ in batch:
-                    failed.setdefault(full, self._error(e, fulls[full]))
+                    failed.setdefault(full, self._error(resp, fulls[full]))
                 continue
             for err in resp.get("Errors", []):
+                if err.get("Code") in _ALREADY_GONE:  # some servers answer so for a
+                    continue  # version deleted meanwhile: the listing confirms it
                 errors.setdefault(str(err.get("Key", "")), []).append(err)
-        try:
-            after = self._versions_of(fulls, population) if pairs else {}
-        except StorageError as e:
-            return out | {k: failed.get(f, e) for f, k in fulls.items()}
-        for full, key in fulls.items():
-            versions, markers = before[full]
-            left_versions, left_markers = after.get(full, ([], []))
-            if full in failed:
-                out[key] = failed[full]
-            elif left_versions or left_markers:
-                out[key] = self._delete_refused(
-                    key, total=len(versions) + len(markers), left=left_versions,
-                    left_markers=left_markers, errors=errors.get(full, []))
-            else:
-                out[key] = DeleteResult(key=key, version_ids=tuple(versions + markers),
-                                        evidence=EVIDENCE_GONE)
-        return out
+        return errors, failed
 
     def _versions_of(self, fulls: Mapping[str, str], population: int | None
                      ) -> dict[str, tuple[builtins.list[str], builtins.list[str]]]:
         """(version ids, delete-marker ids) of each full key, by the cheaper listing."""
         pages_for_all = (population or 0) // 1000 + 1
         if population is None or len(fulls) <= pages_for_all:
-            return {full: self._versions(key, full) for full, key in fulls.items()}
+            listed = _concurrently([partial(self._versions, key, full)
+                                    for full, key in fulls.items()])
+            return dict(zip(fulls, listed, strict=True))
         found: dict[str, tuple[builtins.list[str], builtins.list[str]]] = {
             full: ([], []) for full in fulls}
         try:
@@ -968,8 +1055,8 @@ class S3ObjectStore:
         return found
 
     def _delete_refused(self, key: str, *, total: int, left: builtins.list[str],
-                        left_markers: builtins.list[str], errors: builtins.list[dict[str, Any]]
-                        ) -> StorageError:
+                        left_markers: builtins.list[str], errors: builtins.list[dict[str, Any]],
+                        rounds: int = 1) -> StorageError:
         where = self._where(key)
         remaining = left + left_markers
         n = len(remaining)
@@ -996,7 +1083,8 @@ class S3ObjectStore:
                 f"{where}: DeleteObjects refused {n} of {total} versions "
                 f"({', '.join(sorted(codes))}): {head}")
         return PermanentStorageError(
-            f"{where}: {n} versions still listed after DeleteObjects reported success: {head}")
+            f"{where}: {n} versions still listed after DeleteObjects reported success"
+            + (f" ({rounds} rounds)" if rounds > 1 else "") + f": {head}")
 
     # extras beyond the port ---------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from retentiond.cli.common import (
     print_json,
     table,
 )
+from retentiond.concurrency import in_order
 from retentiond.core.classify import Overrides
 from retentiond.core.decide import decide
 from retentiond.core.model import LEGAL_BASES, LIVE_STATES, State
@@ -28,7 +29,6 @@ from retentiond.errors import (
 )
 from retentiond.service.access import retrieve
 from retentiond.service.ingest import Ingestor, IngestOutcome
-from retentiond.service.workers import in_order
 
 
 def register(sub: Subparsers) -> None:

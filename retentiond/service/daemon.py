@@ -25,6 +25,7 @@ from types import FrameType
 from retentiond.adapters.fswatch import InboxWatcher
 from retentiond.adapters.localfs import InboxFile, scan_inbox
 from retentiond.adapters.s3_inbox import S3Candidate
+from retentiond.concurrency import in_order
 from retentiond.core.sidecar import METADATA_PREFIX
 from retentiond.errors import (
     EXIT_OK,
@@ -45,7 +46,6 @@ from retentiond.service.policy_audit import record_policy_in_force
 from retentiond.service.reconcile import reconcile_safely
 from retentiond.service.sweep import Sweeper, SweepReport, next_due_date
 from retentiond.service.wiring import App, load_keys, load_policy, sqs_client
-from retentiond.service.workers import in_order
 from retentiond.settings import load_settings
 
 logger = logging.getLogger(__name__)

@@ -7,10 +7,18 @@ and ``intent`` (a signed note written before an append touches any tile, see bel
 Crash safety of ``append`` (single writer; the caller holds the proof-log lock):
 
 1. read and verify the checkpoint (size s) and the right-edge tiles (one partial per
-   level + the partial bundle: at most 2 + log256(s) reads), checking they give its root;
+   level + the partial bundle: at most 2 + log256(s) reads), checking they give its root.
+   The right edge is kept in memory after an append: when the checkpoint read is, byte
+   for byte, the one this object published last, the edge it computed then is used and
+   nothing else is read (another writer's append changes the checkpoint). Then every
+   file the append will write is checked, before anything is written: it must be absent,
+   hold the same bytes, or lie in the zone an interrupted append may have left (one read
+   each, concurrently, or on a store that can list (``ListingProofStore``: S3) one listing
+   per tile level and a read of those present only);
 2. write ``intent`` = signed "appending from (s, root) to s', leftovers up to size u";
 3. write new full bundles/tiles with ``write_once`` and partials with ``replace`` (new
-   partial widths are new paths: nothing a reader of checkpoint s uses is touched);
+   partial widths are new paths: nothing a reader of checkpoint s uses is touched), up
+   to ``IO_THREADS`` at a time: they are independent, and all are durable before 4;
 4. write the signed checkpoint s' with ``replace``;
 5. write ``intent`` = "done at s', leftovers up to size u" (u = s' unless an earlier
    interrupted append reached further).
@@ -33,9 +41,12 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
+from retentiond.concurrency import run_all
 from retentiond.core import merkle
 from retentiond.core.canonical import canonical_json
 from retentiond.core.tiles import (
@@ -62,11 +73,13 @@ from retentiond.ports import ProofStore
 
 logger = logging.getLogger(__name__)
 
+IO_THREADS = 8  # tiles one append reads (existence checks) or writes at a time
 CHECKPOINT_PATH = "checkpoint"
 INTENT_PATH = "intent"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")  # < 10**19: sizes fit in a uint64
 _NUM = r"(0|[1-9][0-9]{0,18})"
 _INTENT_LINE = re.compile(rf"intent {_NUM} {_NUM} {_NUM}")
+T = TypeVar("T")
 
 
 def _b64(data: bytes) -> str:
@@ -273,6 +286,22 @@ def _read_intent(
         raise ProofError(f"{store.location}/{INTENT_PATH}: {e}") from None
 
 
+@runtime_checkable
+class ListingProofStore(Protocol):
+    """Optional capabilities of a ``ProofStore`` (``S3ProofStore``) that spare ``append``
+    a request per file: which files exist, found by listing, and ``write_once`` of a
+    file just found absent (the caller holds the proof-log lock)."""
+
+    def existing(self, paths: Sequence[str]) -> set[str]: ...
+
+    def write_new(self, path: str, data: bytes) -> None: ...
+
+
+def _in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``calls`` on up to IO_THREADS threads (``concurrency.run_all``)."""
+    return run_all(calls, threads=IO_THREADS, name="prooflog-io")
+
+
 def _edge_root(size: int, edge: dict[TileId, bytes]) -> bytes:
     """The root of a tree of ``size`` from its right-edge partial tiles only."""
     def read(tile: TileId) -> bytes:
@@ -302,6 +331,10 @@ class ProofLog:
         self.origin = origin
         self.verifier = verifier
         self._signer = signer
+        # (checkpoint note, its right-edge partial tiles, its partial bundle's entries)
+        # as this object last published them; only used while the stored checkpoint is
+        # still exactly that note
+        self._edge_cache: tuple[bytes, dict[TileId, bytes], list[bytes]] | None = None
 
     # -- reading -------------------------------------------------------------------
 
@@ -452,9 +485,17 @@ class ProofLog:
             return []
         for i, e in enumerate(batch):
             validate_entry(e, what=f"new entry {i} of {len(batch)}")
-        cp, _ = self._head()
+        cp, note = self._head()
         old, new = cp.size, cp.size + len(batch)
-        edge, edge_entries = self._right_edge(cp)
+        cached, self._edge_cache = self._edge_cache, None
+        if cached is not None and note and cached[0] == note:
+            # the right edge this process wrote with the checkpoint still in force: not
+            # read back. Trade-off: stored edge tiles damaged since then are not noticed
+            # here but by ``proof verify`` (and by the first append of any other
+            # process); the tiles written now derive from the correct edge either way.
+            edge, edge_entries = cached[1], cached[2]
+        else:
+            edge, edge_entries = self._right_edge(cp)
         intent = _read_intent(self.store, verifier=self.verifier, origin=self.origin)
         where = f"{self.store.location}/{INTENT_PATH}"
         upto = old if intent is None else intent.leftover_bound(cp, where=where)
@@ -490,8 +531,13 @@ class ProofLog:
 
         # Fail closed before writing anything: every path written must be new, hold the
         # same bytes, or lie in the zone an interrupted append may have left (old, upto].
+        fast = self.store if isinstance(self.store, ListingProofStore) else None
+        paths = [path for path, _ in immutable + mutable]
+        present = sorted(fast.existing(paths)) if fast is not None else paths
+        held = dict(zip(present, _in_parallel([partial(self.store.read, p) for p in present]),
+                        strict=True))
         for path, data in immutable + mutable:
-            existing = self.store.read(path)
+            existing = held.get(path)
             if existing is not None and existing != data \
                     and not is_covered(parse_tile_path(path), upto):
                 raise ProofError(
@@ -501,10 +547,13 @@ class ProofLog:
                 )
         bound = max(upto, new)
         self.store.replace(INTENT_PATH, sign_note(_Intent(cp, new, bound).text(), signer))
-        for path, data in immutable:
-            self._write_new_full(path, data, old=old, upto=upto)
-        for path, data in mutable:
-            self.store.replace(path, data)
+        # independent files, none of them read through checkpoint s: written together,
+        # every one durable (or the append fails) before the checkpoint below
+        _in_parallel(
+            [partial(self._write_new_full, path, data, old=old, upto=upto,
+                     absent=fast is not None and held.get(path) is None)
+             for path, data in immutable]
+            + [partial(self.store.replace, path, data) for path, data in mutable])
         if upto > old:
             self._rewrite_leftovers(old, new, produced)
         new_edge = {
@@ -513,15 +562,24 @@ class ProofLog:
         }
         head = Checkpoint(self.origin, new, _edge_root(new, new_edge))
         crashpoint("prooflog.after_tiles")  # kill -9 tests: tiles written, checkpoint not
-        self._publish(head)
+        published = sign_note(head.text(), signer)
+        self.store.replace(CHECKPOINT_PATH, published)
         self.store.replace(INTENT_PATH, sign_note(_Intent(head, new, bound).text(), signer))
+        width = new % TILE_WIDTH
+        self._edge_cache = (published, new_edge, pending[len(pending) - width:] if width else [])
         logger.info("proof log: appended %d entries (size %d -> %d)", len(batch), old, new,
                     extra={"event": "prooflog.appended"})
         return list(range(old, new))
 
-    def _write_new_full(self, path: str, data: bytes, *, old: int, upto: int) -> None:
+    def _write_new_full(self, path: str, data: bytes, *, old: int, upto: int,
+                        absent: bool = False) -> None:
+        """``write_once``; ``absent``: the store's ``existing`` just said the file is not
+        there (``write_new`` then skips the read)."""
         try:
-            self.store.write_once(path, data)
+            if absent:
+                cast(ListingProofStore, self.store).write_new(path, data)
+            else:
+                self.store.write_once(path, data)
         except ProofError:
             if not is_covered(parse_tile_path(path), upto):
                 raise ProofError(

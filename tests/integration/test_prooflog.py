@@ -4,6 +4,7 @@ boundaries, proofs, offline verification, tampering of every kind, and crashes."
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -565,6 +566,7 @@ class CrashingStore:
         self.crash_at = crash_at
         self.after = after
         self.writes = 0
+        self._lock = threading.Lock()  # an append writes its tiles from several threads
 
     @property
     def location(self) -> str:
@@ -577,8 +579,9 @@ class CrashingStore:
         return self.inner.list(prefix)
 
     def _write(self, do: Callable[[], None]) -> None:
-        n = self.writes
-        self.writes += 1
+        with self._lock:
+            n = self.writes
+            self.writes += 1
         if n == self.crash_at and not self.after:
             raise Crash(n)
         do()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from retentiond.service.workers import in_order
+from retentiond.concurrency import in_order
 
 
 def test_results_come_in_input_order_whatever_finishes_first():

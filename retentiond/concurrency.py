@@ -1,4 +1,5 @@
-"""Bounded concurrency for ingest: several recordings at once, results in input order.
+"""Bounded concurrency: several recordings at once (ingest), several requests at once
+(a deletion's DeleteObjects batches and listings, a proof-log append's tile writes).
 
 Ingest waits a lot: for the disk (fsync of the vault object, the catalog's commits) or for
 an S3 server (GET, PUT, DELETE round trips). Overlapping those waits is what makes many
@@ -11,7 +12,7 @@ folder vault, three 8 MiB part buffers for a bucket vault), whatever the recordi
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -67,3 +68,20 @@ def in_order(
                 running = set(pending)
     if failure is not None:
         raise failure
+
+
+def run_all(calls: Sequence[Callable[[], R]], *, threads: int, name: str) -> list[R]:
+    """Run ``calls`` on up to ``threads`` threads; their results in order. If any raises,
+    the calls not yet started are cancelled, the running ones finish, and the first
+    error (in order) is raised: nothing is left running behind the caller's back."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=min(threads, len(calls)),
+                            thread_name_prefix=name) as pool:
+        futures = [pool.submit(call) for call in calls]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

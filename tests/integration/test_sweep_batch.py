@@ -1,0 +1,237 @@
+"""The sweep's batched deletion: what it tells the store (the versions it wrote, except
+where the version may already be gone), its batches and SIGTERM between them, and the
+catalog's batch statements, which must leave exactly what simple per-row statements (the
+reference below, the catalog's code before it was batched) leave."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retentiond.adapters.sqlite_catalog import (
+    _HELD,
+    _PERSONAL_COLUMNS,
+    SQLiteCatalog,
+    _count_sampling,
+    _drop_unused_salts,
+    _ts,
+)
+from retentiond.clock import ManualClock
+from retentiond.core.model import LIVE_STATES, Recording, State
+from retentiond.errors import StorageError
+from retentiond.ports import WrappedKey
+from retentiond.service import sweep as sweep_module
+from retentiond.service.prooflog import verify_log
+from retentiond.service.reconcile import Reconciler
+from retentiond.service.sweep import Sweeper
+from retentiond.service.wiring import App
+from tests.integration.test_pipeline import _ingest
+
+
+class SpyVault:
+    """The real vault, recording what each ``delete_many`` was told."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def delete_many(self, keys: Any, **kwargs: Any) -> Any:
+        self.calls.append({"keys": list(keys), **kwargs})
+        return self.inner.delete_many(keys, **kwargs)
+
+
+def _due(app: App, clock: ManualClock, n: int) -> list[Recording]:
+    outs = [_ingest(app, clock, f"c{i}.wav", seed=i, purpose="quality")[2] for i in range(n)]
+    clock.advance(timedelta(minutes=1))  # quality: PT30S
+    return [app.catalog.get(o.object_id) for o in outs]
+
+
+def test_the_store_is_told_the_versions_it_wrote(app: App, clock: ManualClock) -> None:
+    recs = _due(app, clock, 3)
+    spy = app.vault = SpyVault(app.vault)  # type: ignore[assignment]
+    report = Sweeper(app).sweep(now=clock.now())
+    assert sorted(i.outcome for i in report.items) == ["deleted"] * 3
+    (call,) = spy.calls
+    assert sorted(call["keys"]) == sorted(r.location for r in recs)
+    assert call["known"] == {r.location: r.version_id for r in recs}  # None: a folder
+    assert call["population"] == 3
+
+
+def test_a_resumed_or_missing_recording_is_listed_first(app: App, clock: ManualClock) -> None:
+    """A deletion resumed after a failure may have deleted the version already, and a
+    recording the reconciler found missing has none: neither is announced as known, so
+    the record names only versions the store showed."""
+    resumed, missing, fresh = _due(app, clock, 3)
+    assert app.catalog.start_deletions([(resumed.id, "retention-expired", clock.now())])
+    (Path(app.settings.vault) / missing.location).unlink()
+    Reconciler(app).reconcile(now=clock.now())
+    spy = app.vault = SpyVault(app.vault)  # type: ignore[assignment]
+    report = Sweeper(app).sweep(now=clock.now())
+    assert sorted(i.outcome for i in report.items) == ["deleted"] * 3
+    (call,) = spy.calls
+    assert call["known"] == {fresh.location: fresh.version_id}
+    assert set(call["keys"]) == {resumed.location, missing.location, fresh.location}
+    assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 3
+
+
+def test_batches_and_a_stop_between_them(app: App, clock: ManualClock,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _due(app, clock, 5)
+    monkeypatch.setattr(sweep_module, "DELETE_BATCH", 2)
+    spy = app.vault = SpyVault(app.vault)  # type: ignore[assignment]
+    asked: list[int] = []
+
+    def stop_after_one() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    first = Sweeper(app).sweep(now=clock.now(), should_stop=stop_after_one)
+    assert [i.outcome for i in first.items] == ["deleted"] * 2 and len(spy.calls) == 1
+    second = Sweeper(app).sweep(now=clock.now())
+    assert [i.outcome for i in second.items] == ["deleted"] * 3
+    assert [len(c["keys"]) for c in spy.calls] == [2, 2, 1]
+    assert [i.proof_index for i in first.items + second.items] == [0, 1, 2, 3, 4]
+
+
+# -- the catalog's bulk statements ----------------------------------------------------------
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+KEY = WrappedKey(kek_id="kek-1", blob=b"wrapped")
+
+
+def _rec(i: int, **kw: Any) -> Recording:
+    base = Recording(
+        id=f"r{i:03d}", state=State.INGESTING, purpose="quality",
+        legal_basis="legitimate-interests", media="audio", recorded_at=T0, ingested_at=T0,
+        policy_name="p", policy_sha256="0" * 64, location=f"v1/00/r{i:03d}.rtd",
+        source=f"/in/{i}", subject_ref=f"subj-{i % 3}", agent=f"agent-{i % 4}",
+        case_ref=f"case-{i % 2}", version_id=f"ver-{i}",
+    )
+    return replace(base, **kw)
+
+
+def _fill(cat: SQLiteCatalog, n: int) -> None:
+    for i in range(n):
+        # ingests over 16 months, some recordings quarantined, some with notes findings
+        at = T0 + timedelta(days=30 * (i % 16))
+        r = _rec(i, ingested_at=at, recorded_at=at)
+        cat.insert_ingesting(r, wrapped=KEY, notes_sealed=b"n" if i % 5 == 0 else None,
+                             notes_findings=(("health", "h1"),) if i % 3 == 0 else ())
+        cat.mark_stored(r.id, state=State.QUARANTINED if i % 7 == 0 else State.ACTIVE,
+                        size=10, ciphertext_size=50, plaintext_sha256="a" * 64,
+                        ciphertext_sha256="b" * 64, version_id=r.version_id,
+                        delete_after=None, sample_score=0.5, tally=i % 7 != 0)
+    cat.add_hold("subj-1", reason="case", actor="dpo", now=T0, scope="subject")
+    cat.add_hold("r004", reason="case", actor="dpo", now=T0)
+    cat.request_erasure(["r010", "r011"], request_id="req-1", salt=b"s", commitment="c",
+                        now=T0)
+
+
+def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as db:
+        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                for t in ("recordings", "data_keys", "notes_findings", "sampling_tally",
+                          "erasure_requests", "holds")}
+
+
+def _start_per_row(cat: SQLiteCatalog, items: list[tuple[str, str, datetime]]) -> set[str]:
+    """Reference for ``start_deletions``: one guarded UPDATE per recording."""
+    started: set[str] = set()
+    with cat._tx() as db:
+        for object_id, reason, due_at in items:
+            cur = db.execute(
+                "UPDATE recordings SET state=?, delete_reason=?, due_at=? "
+                f"WHERE id=? AND state IN (?, ?) AND NOT {_HELD}",
+                (State.DELETING.value, reason, _ts(due_at), object_id,
+                 State.ACTIVE.value, State.QUARANTINED.value))
+            if cur.rowcount == 1:
+                started.add(object_id)
+    return started
+
+
+def _destroy_per_row(cat: SQLiteCatalog, items: list[tuple[str, bytes, datetime]]) -> None:
+    """Reference for ``destroy_keys``: the tally, the row, the key and the findings of
+    one recording after the other."""
+    sets = ", ".join(f"{c}=NULL" for c in _PERSONAL_COLUMNS)
+    with cat._tx() as db:
+        for object_id, record, deleted_at in items:
+            _count_sampling(db, object_id, ingested=0, over_cap=1,
+                            only_reason="sampling-cap")
+            cur = db.execute(
+                f"UPDATE recordings SET {sets}, proof_record=?, deleted_at=? "
+                "WHERE id=? AND state=?",
+                (record, _ts(deleted_at), object_id, State.DELETING.value))
+            assert cur.rowcount == 1
+            db.execute("DELETE FROM data_keys WHERE object_id=?", (object_id,))
+            db.execute("DELETE FROM notes_findings WHERE object_id=?", (object_id,))
+        _drop_unused_salts(db)
+
+
+def _reason(i: int) -> str:
+    return "sampling-cap" if i % 4 == 1 else "retention-expired"
+
+
+def test_batch_deletion_statements_leave_what_per_row_ones_leave(tmp_path: Path) -> None:
+    n = 40
+    cats = {}
+    for kind in ("rows", "bulk"):
+        cat = SQLiteCatalog(tmp_path / f"{kind}.db")
+        _fill(cat, n)
+        cats[kind] = cat
+    now = T0 + timedelta(days=600)
+    items = [(f"r{i:03d}", _reason(i), now - timedelta(seconds=i)) for i in range(n)]
+    items.append(items[3])  # a repeated id: its first item applies, once
+    started = _start_per_row(cats["rows"], items)
+    assert cats["bulk"].start_deletions(items) == started
+    assert "r004" not in started and "r001" not in started  # held by id, by subject
+    assert len(started) < n
+    gone = [(i, f'{{"id":"{i}"}}'.encode(), now) for i in sorted(started)]
+    # per row, the sampling tally's clean-up depends on the order: keep a mixed order
+    gone = gone[1::2] + gone[::2]
+    _destroy_per_row(cats["rows"], gone)
+    cats["bulk"].destroy_keys(gone)
+    for cat in cats.values():
+        cat.close()
+    rows, bulk = _dump(tmp_path / "rows.db"), _dump(tmp_path / "bulk.db")
+    assert rows["sampling_tally"]  # something for the comparison to compare
+    assert bulk == rows
+
+
+def test_key_destruction_is_all_or_none(tmp_path: Path) -> None:
+    cat = SQLiteCatalog(tmp_path / "c.db")
+    _fill(cat, 6)
+    now = T0 + timedelta(days=600)
+    assert cat.start_deletions([("r002", "retention-expired", now)]) == {"r002"}
+    before = _dump(tmp_path / "c.db")
+    with pytest.raises(StorageError, match="r003 is not being deleted"):
+        cat.destroy_keys([("r002", b"{}", now), ("r003", b"{}", now)])
+    assert _dump(tmp_path / "c.db") == before
+    assert cat.start_deletions([]) == set()
+    cat.destroy_keys([])
+    cat.close()
+
+
+def test_query_reads_rows_back_as_written(tmp_path: Path) -> None:
+    """``query`` converts rows by position: every field comes back as it was written."""
+    cat = SQLiteCatalog(tmp_path / "c.db")
+    _fill(cat, 12)
+    cat.start_deletions([("r005", "retention-expired", T0)])
+    live = cat.query(states=list(LIVE_STATES))
+    assert len(live) == 12 and [r.id for r in live] == sorted(r.id for r in live)
+    (deleting,) = cat.query(states=[State.DELETING])
+    at = T0 + timedelta(days=150)
+    assert deleting == replace(
+        _rec(5, ingested_at=at, recorded_at=at), state=State.DELETING, size=10,
+        ciphertext_size=50, plaintext_sha256="a" * 64, ciphertext_sha256="b" * 64,
+        sample_score=0.5, inbox_pending=True, delete_reason="retention-expired", due_at=T0)
+    assert cat.get("r005") == deleting
+    assert {r.state for r in cat.query(states=[State.QUARANTINED])} == {State.QUARANTINED}
+    cat.close()

@@ -68,13 +68,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # ``python bench/bench_ingest.py`` puts bench/ first, not the repo
     sys.path.insert(0, str(REPO))
 
+from retentiond.concurrency import in_order  # noqa: E402
 from retentiond.core.classify import Overrides  # noqa: E402
 from retentiond.crypto.envelope import new_data_key, seal_stream, verify_stream  # noqa: E402
 from retentiond.service import ingest as ingest_module  # noqa: E402
 from retentiond.service.ingest import Ingestor  # noqa: E402
 from retentiond.service.setup import init_setup  # noqa: E402
 from retentiond.service.wiring import App, build_app  # noqa: E402
-from retentiond.service.workers import in_order  # noqa: E402
 from retentiond.settings import Settings, load_settings  # noqa: E402
 
 MiB = 1024 * 1024

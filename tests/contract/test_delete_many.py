@@ -23,6 +23,13 @@ def _write(store: ObjectStore, key: str, data: bytes, **kw: Any) -> str | None:
         w.write(data)
     return w.result.version_id
 
+def _versioned(server: S3Server) -> tuple[Any, str, S3ObjectStore]:
+    """(client, bucket, store under ``v/``) on a new versioned bucket."""
+    client = server.client()
+    bucket = server.bucket(versioned=True, client=client)
+    return client, bucket, S3ObjectStore(bucket, "v", client=client)
+
+
 
 @pytest.fixture(params=["local", "s3", "s3-versioned"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
@@ -62,9 +69,7 @@ def test_an_invalid_key_fails_alone(store: ObjectStore) -> None:
 @pytest.mark.parametrize("population", [None, 10_000])
 def test_versions_and_markers_of_many_keys_in_few_requests(
         moto_s3: S3Server, population: int | None) -> None:
-    client = moto_s3.client()
-    bucket = moto_s3.bucket(versioned=True, client=client)
-    store = S3ObjectStore(bucket, "v", client=client)
+    client, bucket, store = _versioned(moto_s3)
     keys = [f"v1/{i:02x}/r{i}.rtd" for i in range(30)]
     for key in keys:
         _write(store, key, b"one")
@@ -135,9 +140,7 @@ class _Calls:
 @pytest.mark.parametrize("population", [None, 10_000])
 def test_known_versions_are_deleted_then_one_listing_confirms(
         moto_s3: S3Server, population: int | None) -> None:
-    client = moto_s3.client()
-    bucket = moto_s3.bucket(versioned=True, client=client)
-    store = S3ObjectStore(bucket, "v", client=client)
+    client, bucket, store = _versioned(moto_s3)
     keys = [f"v1/{i:02x}/k{i}.rtd" for i in range(12)]
     known = {key: _write(store, key, b"sealed") for key in keys}
     calls = _Calls(client)
@@ -159,9 +162,7 @@ def test_known_versions_are_deleted_then_one_listing_confirms(
 @pytest.mark.parametrize("population", [None, 1])  # per-key listings, or of the prefix
 def test_versions_made_behind_our_back_are_found_and_deleted_too(
         moto_s3: S3Server, population: int | None) -> None:
-    client = moto_s3.client()
-    bucket = moto_s3.bucket(versioned=True, client=client)
-    store = S3ObjectStore(bucket, "v", client=client)
+    client, bucket, store = _versioned(moto_s3)
     key, plain = "v1/aa/tampered.rtd", "v1/bb/plain.rtd"
     known = {key: _write(store, key, b"sealed"), plain: _write(store, plain, b"sealed")}
     # out of band: a newer version, then a delete marker on top (the known one is oldest)
@@ -224,9 +225,7 @@ def test_bucket_versioned_after_the_write_leaves_no_delete_marker(moto_s3: S3Ser
 def test_known_and_unknown_keys_together(moto_s3: S3Server) -> None:
     """Keys without a known version (ingest recovery, the reconciler, a resumed deletion)
     are listed first; a key listed empty needs no second listing."""
-    client = moto_s3.client()
-    bucket = moto_s3.bucket(versioned=True, client=client)
-    store = S3ObjectStore(bucket, "v", client=client)
+    client, _, store = _versioned(moto_s3)
     known_key, unknown_key, absent = "v1/aa/k.rtd", "v1/bb/u.rtd", "v1/cc/never.rtd"
     vid = _write(store, known_key, b"x")
     uvid = _write(store, unknown_key, b"y")

@@ -17,7 +17,7 @@ What it does, for each recording size (MiB) and each core count:
       durable  shutil.copyfile + fsync(file) + fsync(folder) per file: the honest peer of
                the vault's durable write (temp file, fsync, rename, folder fsync)
       ingest   ``Ingestor(app).ingest(folder, name, ...)`` per file, ``--workers`` at a time
-               (default ``ingest.workers``, 4), in this process (no interpreter
+               (default ``ingest.workers``, 8), in this process (no interpreter
                start-up in the timing): classify, seal (AES-256-GCM + SHA-256 of plaintext
                and ciphertext), durable vault write, read-back check (every stored byte
                must authenticate: AES-GCM), SQLite catalog (3 commits, synchronous=FULL,
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="core counts to pin to, e.g. 1 or 1,2 (default 1,2)")
     parser.add_argument("--workers", type=int, default=None,
                         help="recordings ingested at a time (default: the setup's "
-                        "ingest.workers, 4); 1 = one after the other")
+                        "ingest.workers, 8); 1 = one after the other")
     parser.add_argument("--rss-gib", type=float, default=2.0, help="0 skips the RSS run")
     parser.add_argument("--dir", type=Path, default=None,
                         help="parent folder for the work (default: the repository's parent)")

@@ -943,7 +943,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure a plain boto3 copy of the RSS object (adds ~1 min)")
     p.add_argument("--only", default="ingest,delete,rss", help="parts to run")
     p.add_argument("--workers", type=int, default=None,
-                   help="retentiond's ingest.workers (default: the setup's, 4)")
+                   help="retentiond's ingest.workers (default: the setup's, 8)")
     p.add_argument("--profile", action="store_true", help="add untimed cProfile runs")
     p.add_argument("--endpoint", default=None,
                    help="an S3 endpoint (credentials from the AWS chain) instead of moto")

@@ -55,7 +55,7 @@ class Settings:
     proof_origin: str
     settle_seconds: float = 2.0
     sidecar_wait_seconds: float = 30.0
-    ingest_workers: int = 4
+    ingest_workers: int = 8
     sweep_interval_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0
     metrics_addr: str | None = "127.0.0.1:9464"
@@ -500,7 +500,7 @@ def load_settings(
     attempts = values.get("s3_max_attempts", 5)
     if attempts != int(attempts) or not 1 <= attempts <= 20:
         raise ConfigError(f"{sources['s3_max_attempts']}: a whole number from 1 to 20")
-    workers = values.get("ingest_workers", 4)
+    workers = values.get("ingest_workers", 8)
     if workers != int(workers) or not 1 <= workers <= MAX_INGEST_WORKERS:
         raise ConfigError(f"{sources['ingest_workers']}: a whole number from 1 to "
                           f"{MAX_INGEST_WORKERS}")

@@ -43,7 +43,7 @@ proof_log:
 ingest:
   settle_seconds: 2         # a file must stay unchanged this long before ingest
   sidecar_wait_seconds: 30  # how long a recording waits for its NAME.EXT.json sidecar
-  workers: 4                # recordings ingested at a time (README, "Configuration")
+  workers: 8                # recordings ingested at a time (README, "Configuration")
 sweep:
   interval_seconds: 60      # enforcement pass at least this often (sooner when one is due)
 metrics_addr: 127.0.0.1:9464  # /metrics, /healthz, /readyz ('off' to disable)

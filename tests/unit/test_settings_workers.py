@@ -17,14 +17,14 @@ def config(tmp_path):
 
 def _with_workers(config, value: str) -> int:
     lines = config.read_text().splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if line.startswith("  workers: 4 "))
+    at = next(i for i, line in enumerate(lines) if line.startswith("  workers: 8 "))
     lines[at] = f"  workers: {value}\n"
     config.write_text("".join(lines))
     return at + 1
 
 
 def test_default_and_configured(config):
-    assert load_settings(config, environ={}).ingest_workers == 4
+    assert load_settings(config, environ={}).ingest_workers == 8
     _with_workers(config, "12")
     assert load_settings(config, environ={}).ingest_workers == 12
     env = {"RETENTIOND_INGEST_WORKERS": "1"}

@@ -192,14 +192,21 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 # -- errors --------------------------------------------------------------------------------
 
 
+def answer_of(e: ClientError) -> tuple[str, int]:
+    """(error code, HTTP status) of a server's answer; "" and 0 where it gave none (a
+    proxy's bare 412, a HEAD's 404 without a body)."""
+    code = str(e.response.get("Error", {}).get("Code", "") or "")
+    status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
 def translate_error(e: Exception, *, where: str, bucket: str,
                     endpoint: str | None = None) -> StorageError:
     """Turn a botocore/boto3 exception into our error tree (message without secrets)."""
     on = f" on {endpoint}" if endpoint else ""
     if isinstance(e, ClientError):
         err = e.response.get("Error", {})
-        code = str(err.get("Code", "") or "")
-        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        code, status = answer_of(e)
         text = " ".join(str(err.get("Message", "") or "").split())[:_SERVER_MESSAGE_CHARS]
         if code == "NoSuchBucket":
             return PermanentStorageError(f"s3://{bucket}: bucket does not exist{on} "
@@ -245,8 +252,8 @@ def require_bucket(client: S3Client, bucket: str,
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as e:
-        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404 or e.response.get("Error", {}).get("Code") == "NoSuchBucket":
+        code, status = answer_of(e)
+        if status == 404 or code == "NoSuchBucket":
             raise PermanentStorageError(
                 f"s3://{bucket}: bucket does not exist on {client.meta.endpoint_url} "
                 "(NoSuchBucket)") from e
@@ -857,7 +864,7 @@ class S3ObjectStore:
                 self._object_lock = conf.get("ObjectLockConfiguration", {}).get(
                     "ObjectLockEnabled") == "Enabled"
             except ClientError as e:
-                code = str(e.response.get("Error", {}).get("Code", ""))
+                code, _ = answer_of(e)
                 if code not in ("ObjectLockConfigurationNotFoundError", "NotImplemented",
                                 "MethodNotAllowed", "InvalidRequest"):
                     raise self._error(e, "") from e

@@ -28,7 +28,13 @@ from typing import Any, BinaryIO, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from retentiond.adapters.localfs import SIDECAR_SUFFIX, is_candidate
-from retentiond.adapters.s3 import NULL_VERSION, READ_BUFFER, BucketPrefix, StreamBody
+from retentiond.adapters.s3 import (
+    NULL_VERSION,
+    READ_BUFFER,
+    BucketPrefix,
+    StreamBody,
+    answer_of,
+)
 from retentiond.errors import InputError, ObjectNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -36,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 def _precondition_failed(e: ClientError) -> bool:
     """A 412, whatever code the server (or a proxy) put in its body."""
-    return str(e.response.get("Error", {}).get("Code", "")) in ("PreconditionFailed", "412") \
-        or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    code, status = answer_of(e)
+    return code in ("PreconditionFailed", "412") or status == 412
 
 
 @dataclass(frozen=True)
@@ -231,7 +237,7 @@ class S3Inbox(BucketPrefix):
             self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=pinned.etag)
             return True
         except ClientError as e:
-            code = str(e.response.get("Error", {}).get("Code", ""))
+            code, _ = answer_of(e)
             if _precondition_failed(e):
                 return False
             if code in ("NoSuchKey", "NoSuchVersion", "404"):

@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from retentiond.adapters.s3 import BucketPrefix
+from retentiond.adapters.s3 import BucketPrefix, answer_of
 from retentiond.core.tiles import check_store_path
 from retentiond.errors import ObjectNotFoundError, ProofError
 
@@ -95,9 +95,8 @@ class S3ProofStore(BucketPrefix):
             self._put(path, data, IfNoneMatch="*")
             return
         except ClientError as e:
-            code = str(e.response.get("Error", {}).get("Code", ""))
-            status = str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code not in _ALREADY_THERE and status not in _ALREADY_THERE:
+            code, status = answer_of(e)
+            if code not in _ALREADY_THERE and str(status) not in _ALREADY_THERE:
                 raise self._error(e, path) from e
         except BotoCoreError as e:
             raise self._error(e, path) from e

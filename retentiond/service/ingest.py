@@ -71,7 +71,7 @@ from retentiond.errors import (
 from retentiond.faults import crashpoint
 from retentiond.ports import PutResult
 from retentiond.service.holds import mirror_hold
-from retentiond.service.wiring import App
+from retentiond.service.wiring import App, is_s3
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class Ingestor:
         self._orphans_seen: dict[Path, float] = {}
         self._closer = _BackgroundCloser()
         self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
-        self._bucket_vault = app.settings.vault.startswith("s3://")
+        self._bucket_vault = is_s3(app.settings.vault)
 
     @contextlib.contextmanager
     def _big_one(self, size: int | None) -> Iterator[None]:
@@ -349,7 +349,7 @@ class Ingestor:
                            extra={"event": "ingest.source_unknown", "object_id": rec.id})
             self.app.catalog.clear_inbox_pending(rec.id)
             return
-        if rec.source.startswith("s3://"):
+        if is_s3(rec.source):
             self._remove_stored_object(rec)
             return
         src = Path(rec.source)

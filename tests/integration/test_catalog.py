@@ -101,14 +101,19 @@ def test_a_version_1_catalog_is_migrated_with_its_holds(tmp_path):
     SQLiteCatalog(path).close()  # opening again is a no-op
 
 
-def test_a_catalog_from_a_newer_retentiond_is_refused(tmp_path):
+@pytest.mark.parametrize(("version", "message"), [
+    pytest.param("99", "schema version 99", id="from-a-newer-retentiond"),
+    pytest.param("two", "not a number", id="not-a-number"),
+])
+def test_a_catalog_with_a_schema_version_it_cannot_read_is_refused(tmp_path, version,
+                                                                    message):
     path = tmp_path / "catalog.db"
     SQLiteCatalog(path).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (version,))
     db.commit()
     db.close()
-    with pytest.raises(ConfigError, match="schema version 99"):
+    with pytest.raises(ConfigError, match=message):
         SQLiteCatalog(path)
 
 
@@ -160,17 +165,6 @@ def test_the_sampling_tally_forgets_agents_after_twelve_months(cat):
     store(cat, rec("new", agent="agent-9"))
     assert {a for _, a, _, _ in cat.sampling_tally()} == {"agent-8", "agent-9"}
     assert cat.sampling_tally_since() == "2025-08"
-
-
-def test_a_catalog_whose_schema_version_is_not_a_number_is_refused(tmp_path):
-    path = tmp_path / "catalog.db"
-    SQLiteCatalog(path).close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value='two' WHERE key='schema_version'")
-    db.commit()
-    db.close()
-    with pytest.raises(ConfigError, match="not a number"):
-        SQLiteCatalog(path)
 
 
 def test_notes_findings_hold_categories_and_go_with_the_recording(cat):

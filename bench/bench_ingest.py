@@ -186,7 +186,7 @@ PHASES = (
     ("seal", "seal: read, AES-256-GCM, 2 x SHA-256, write to page cache"),
     ("commit", "vault commit: fsync file, rename, fsync folder"),
     ("verify", "read-back check: read + AES-GCM authentication of the stored object"),
-    ("catalog", "catalog: 3 SQLite commits (rollback journal, synchronous=FULL)"),
+    ("catalog", "catalog: 3 SQLite commits (WAL, synchronous=FULL)"),
     ("unlink", "plaintext + sidecar unlink, fsync inbox folder"),
     ("close", "after the ingest: hand the unlinked plaintext to the closer thread, locks"),
     ("drain", "waiting for the last plaintext closes in flight (Ingestor.drain, end of run)"),

@@ -75,6 +75,13 @@ def tune_config(config: Path, **values: str) -> None:
     config.write_text(text, encoding="utf-8")
 
 
+def catalog_bytes(setup: Path) -> bytes:
+    """Every byte of the setup's catalog: the database file and its ``-wal`` and
+    ``-shm`` files (WAL mode), where an erased key must not survive either."""
+    db = setup / "state" / "catalog.db"
+    return b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")))
+
+
 def use_policy(setup: Path, text: str) -> None:
     for p in (setup / "policies").glob("*.yaml"):
         p.unlink()

@@ -2,13 +2,25 @@
 
 Wrapped data keys live in their own table, apart from the ciphertext (which is in the
 vault), so destroying the row destroys the recording (crypto-shredding). ``secure_delete``
-makes SQLite overwrite deleted content with zeros, and the rollback journal (not WAL) is
-used so no old page with a key survives in a ``-wal`` file after the commit.
+makes SQLite overwrite deleted content with zeros.
+
+The catalog runs in WAL mode (``synchronous=FULL``: each commit appends to ``-wal`` and
+fsyncs it once, where a rollback journal costs four fsyncs and a file created and
+deleted). A page's older images stay in the ``-wal`` file until it is reset, so every
+write that erases something (a data key, personal data, an erasure request's salt)
+ends with a *scrub*: a TRUNCATE checkpoint copies the zeroed pages into the database
+file and truncates ``-wal`` to nothing, which leaves no image of the erased content in
+either file, as the deleted rollback journal did before. A scrub that cannot finish (a
+reader in another process keeps an old snapshot) is retried by ``scrub()``; the sweep
+appends a deletion's proof only after a scrub succeeded (``service/sweep.py``). A new
+process scrubs once when it opens the catalog (an earlier one may have died before its
+scrub).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -22,12 +34,17 @@ from retentiond.core.model import Recording, State
 from retentiond.errors import ConfigError, NotFoundError, StorageError
 from retentiond.ports import WrappedKey
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 # a group transaction (see SQLiteCatalog._tx) takes at most this many writes, and stays
 # open at most this long for more: bounds the wait of its first writer
 GROUP_MAX_WRITES = 64
 GROUP_MAX_SECONDS = 0.05
+# a scrub (TRUNCATE checkpoint) waits this long for readers in other processes to let go
+# of their snapshot; it holds the catalog meanwhile, so not the full BUSY_TIMEOUT_MS
+SCRUB_WAIT_MS = 5_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -160,9 +177,10 @@ SAMPLING_TALLY_MONTHS = 12  # the tally names agents: kept for 12 months of inge
 
 
 def _count_sampling(db: sqlite3.Connection, object_id: str, *, ingested: int, over_cap: int,
-                    only_reason: str | None = None) -> None:
+                    only_reason: str | None = None) -> int:
     """Add to the sampling tally of the recording's purpose, agent and ingest month (UTC),
-    and drop the months older than SAMPLING_TALLY_MONTHS before it."""
+    and drop the months older than SAMPLING_TALLY_MONTHS before it; returns how many
+    rows (they name agents) that dropped."""
     where = "id=?" + (" AND delete_reason=?" if only_reason else "")
     params: list[Any] = [ingested, over_cap, object_id]
     if only_reason:
@@ -173,9 +191,10 @@ def _count_sampling(db: sqlite3.Connection, object_id: str, *, ingested: int, ov
         f"FROM recordings WHERE {where} ON CONFLICT(month, purpose, agent) DO UPDATE "
         "SET ingested=ingested+excluded.ingested, over_cap=over_cap+excluded.over_cap",
         params)
-    db.execute(
+    return db.execute(
         "DELETE FROM sampling_tally WHERE month < strftime('%Y-%m', (SELECT ingested_at "
-        "FROM recordings WHERE id=?), ?)", (object_id, f"-{SAMPLING_TALLY_MONTHS} months"))
+        "FROM recordings WHERE id=?), ?)",
+        (object_id, f"-{SAMPLING_TALLY_MONTHS} months")).rowcount
 
 
 def _prune_sampling(db: sqlite3.Connection, object_ids: Sequence[str]) -> None:
@@ -242,7 +261,10 @@ class SQLiteCatalog:
                 timeout=BUSY_TIMEOUT_MS / 1000,
             )
             self._db.execute("PRAGMA secure_delete=ON")
-            self._db.execute("PRAGMA journal_mode=DELETE")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
+            # another process holding the file in rollback-journal mode keeps it so for
+            # now: still correct (nothing to scrub); WAL from the next opening
+            self._wal = mode is not None and str(mode[0]).lower() == "wal"
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
@@ -257,6 +279,8 @@ class SQLiteCatalog:
         self._waiters = 0  # threads waiting for _lock: a reason to keep a group open
         self._group: _Group | None = None  # the open group transaction, if any
         self._depth = 0  # nesting of _tx in the thread that holds _lock
+        self._dirty = True  # -wal may hold images of erased content (unknown at opening)
+        self.scrub()
 
     def _migrate(self) -> None:
         """Bring a new or older catalog to SCHEMA_VERSION, in one transaction."""
@@ -299,6 +323,35 @@ class SQLiteCatalog:
         with self._locked():
             self._db.close()
 
+    def scrub(self) -> bool:
+        """Leave no image of erased content in the ``-wal`` file: a TRUNCATE checkpoint
+        if an erasing write committed since the last one. False when it could not finish
+        (another process reads an old snapshot for more than ``SCRUB_WAIT_MS``); the
+        next call tries again. Never raises for that."""
+        with self._locked():
+            if not self._dirty:
+                return True
+            if not self._wal:
+                self._dirty = False  # rollback journal: deleted with each commit
+                return True
+            try:
+                self._db.execute(f"PRAGMA busy_timeout={SCRUB_WAIT_MS}")
+                try:
+                    row = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            except sqlite3.Error as e:
+                logger.warning("catalog %s: cannot truncate its -wal file: %s (retried)",
+                               self.path, e, extra={"event": "catalog.scrub_failed"})
+                return False
+            if row is None or row[0] != 0:
+                logger.warning("catalog %s: another process still reads an old snapshot; "
+                               "the -wal file is truncated later", self.path,
+                               extra={"event": "catalog.scrub_busy"})
+                return False
+            self._dirty = False
+            return True
+
     @contextmanager
     def _locked(self, *, join: bool = False) -> Iterator[None]:
         """Hold the connection. Anyone but a writer joining it (``join``) first commits
@@ -318,7 +371,7 @@ class SQLiteCatalog:
             self._lock.release()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, erases: bool = False) -> Iterator[sqlite3.Connection]:
         """One atomic write, durable when the block returns.
 
         Group commit: writes from concurrent threads (ingest workers) share one SQLite
@@ -328,6 +381,9 @@ class SQLiteCatalog:
         one waiting, or the group is full or old) commits for all. Every caller still
         returns only after the COMMIT that makes its write durable (``synchronous=FULL``),
         or with the error that rolled it back. A lone writer commits at once, as before.
+
+        ``erases``: the write erases keys or personal data; once committed, the caller
+        scrubs the ``-wal`` file (``scrub``) before it returns.
         """
         failure: BaseException | None = None
         with self._locked(join=True):
@@ -368,6 +424,9 @@ class SQLiteCatalog:
         group.done.wait()
         if group.error is not None:
             raise group.error
+        if erases:
+            self._dirty = True
+            self.scrub()
 
     def _join_group(self) -> _Group:
         if self._group is None:
@@ -457,8 +516,10 @@ class SQLiteCatalog:
             )
             if cur.rowcount != 1:
                 raise StorageError(f"catalog: recording {object_id} is no longer being ingested")
-            if tally:
-                _count_sampling(db, object_id, ingested=1, over_cap=0)
+            dropped = _count_sampling(db, object_id, ingested=1, over_cap=0) if tally else 0
+        if dropped:  # a month of the tally went (once a month): scrub it out of -wal too
+            self._dirty = True
+            self.scrub()
 
     def clear_inbox_pending(self, object_id: str) -> None:
         with self._tx() as db:
@@ -467,7 +528,7 @@ class SQLiteCatalog:
     def rollback_ingest(self, object_id: str) -> None:
         """Forget an unfinished ingest: its row and its key (the plaintext is still in the
         inbox, so nothing is lost)."""
-        with self._tx() as db:
+        with self._tx(erases=True) as db:
             cur = db.execute(
                 "DELETE FROM recordings WHERE id=? AND state=?",
                 (object_id, State.INGESTING.value),
@@ -599,7 +660,7 @@ class SQLiteCatalog:
             return
         ids = [object_id for object_id, _, _ in items]
         sets = ", ".join(f"{c}=NULL" for c in _PERSONAL_COLUMNS)
-        with self._tx() as db:
+        with self._tx(erases=True) as db:
             capped = {r[0] for r in db.execute(
                 "SELECT id FROM recordings WHERE id IN (SELECT value FROM json_each(?)) "
                 "AND delete_reason=?", (json.dumps(ids), "sampling-cap"))}
@@ -739,7 +800,7 @@ class SQLiteCatalog:
         ``ids`` with the request's salt and commitment (one transaction); returns the ids
         it applied to."""
         applied: set[str] = set()
-        with self._tx() as db:
+        with self._tx(erases=True) as db:
             db.execute("INSERT OR IGNORE INTO erasure_requests(id, salt, requested_at) "
                        "VALUES(?, ?, ?)", (request_id, salt, _ts(now)))
             for object_id in ids:

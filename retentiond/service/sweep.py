@@ -22,7 +22,13 @@ from retentiond.core.canonical import JSONValue, canonical_json, rfc3339
 from retentiond.core.decide import Action, Decision, decide
 from retentiond.core.model import LIVE_STATES, Reason, Recording, State
 from retentiond.core.policy import Policy
-from retentiond.errors import ObjectLockedError, ProofError, RetentiondError, StorageError
+from retentiond.errors import (
+    BusyError,
+    ObjectLockedError,
+    ProofError,
+    RetentiondError,
+    StorageError,
+)
 from retentiond.faults import crashpoint
 from retentiond.metrics import Backlog
 from retentiond.ports import DeleteResult
@@ -189,7 +195,7 @@ class Sweeper:
                     proven = self._prove_pending()
                 except RetentiondError as e:
                     app.metrics.errors.labels(stage="proof").inc()
-                    logger.error("proof-log append failed, retried next pass: %s", e,
+                    logger.error("deletion proofs not appended, retried next pass: %s", e,
                                  extra={"event": "sweep.proof_failed"})
                     raise
         done = [
@@ -287,6 +293,12 @@ class Sweeper:
         pending = app.catalog.pending_proofs()
         if not pending:
             return {}
+        # the record says the key is gone from the catalog: true once no image of it
+        # is left in the catalog's -wal file either (sqlite_catalog: "scrub")
+        if not app.catalog.scrub():
+            raise BusyError(f"catalog {app.catalog.path}: another process still reads an "
+                            "old snapshot, so destroyed keys may remain in its -wal file; "
+                            f"{len(pending)} deletion proof(s) wait for the next pass")
         out: dict[str, int] = {}
         with app.proof_lock, app.exclusive("proof-log"):
             last = app.catalog.max_proof_index()

@@ -9,7 +9,15 @@ import sqlite3
 from pathlib import Path
 
 from retentiond.crypto.keys import SAMPLING_FILE
-from tests.conftest import SHORT_POLICY, cli_env, make_wav, run_cli, use_policy, write_sidecar
+from tests.conftest import (
+    SHORT_POLICY,
+    catalog_bytes,
+    cli_env,
+    make_wav,
+    run_cli,
+    use_policy,
+    write_sidecar,
+)
 
 SENSITIVE_NOTE = "Client hystérique, il sort de chimiothérapie, rappeler lundi"
 CLEAN_NOTE = "Client rappelé, dossier complet, envoi du contrat par courrier"
@@ -56,7 +64,7 @@ def test_notes_findings_are_stored_by_category_and_never_logged_as_text(short_se
     assert {oid for oid, _ in rows} == {flagged}
     assert {c for _, c in rows} == {"health", "insulting"}
     # the notes themselves are sealed, never in clear in the catalog file
-    assert b"chimioth" not in (short_setup / "state" / "catalog.db").read_bytes()
+    assert b"chimioth" not in catalog_bytes(short_setup)
 
 
 def test_the_sampling_tally_counts_kept_and_surplus_calls_per_agent(short_setup, tmp_path):
@@ -100,7 +108,7 @@ def test_policy_changes_are_audited_by_acting_commands(short_setup, tmp_path):
 
 def test_a_case_id_is_stored_only_as_a_pseudonym(short_setup, tmp_path):
     _ingest(short_setup, tmp_path, "a.wav", 1, purpose="training", case_id="LITIGE-2026-77")
-    assert b"LITIGE-2026-77" not in (short_setup / "state" / "catalog.db").read_bytes()
+    assert b"LITIGE-2026-77" not in catalog_bytes(short_setup)
     db = sqlite3.connect(short_setup / "state" / "catalog.db")
     (ref,) = db.execute("SELECT case_ref FROM recordings").fetchone()
     assert ref and len(ref) >= 32

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, make_wav, run_cli, write_sidecar
+from tests.conftest import catalog_bytes, cli_env, make_wav, run_cli, write_sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -199,7 +199,7 @@ def test_daemon_ingests_deletes_on_time_and_proves(short_setup, tmp_path):
         late = (datetime.now(UTC) - due_at).total_seconds()
         assert late < 8, f"deleted {late:.1f}s after due"
         assert len(list((short_setup / "vault").rglob("*.rtd"))) == 2
-        assert bytes(wrapped) not in (short_setup / "state" / "catalog.db").read_bytes()
+        assert bytes(wrapped) not in catalog_bytes(short_setup)
         p = run_cli("proof", "verify", setup=short_setup)
         assert p.returncode == 0 and "1 entries" in p.stdout, p.stderr
         text = scrape(base)

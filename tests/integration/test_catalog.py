@@ -229,3 +229,91 @@ def test_deletions_are_counted_by_day_purpose_and_reason(cat):
         ("2026-03-01", "quality", "retention-expired", 2),
         ("2026-03-02", "quality", "retention-expired", 1),
     ]
+
+
+# -- WAL mode and the scrub: no image of an erased key left in catalog.db or -wal -----------
+
+
+def catalog_files(path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+
+
+SECRET = WrappedKey(kek_id="kek-1", blob=b"KEY-" + bytes(range(40, 90)))
+
+
+def test_the_catalog_runs_in_wal_mode_with_full_sync(cat):
+    assert cat._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cat._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert cat._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def test_a_destroyed_key_leaves_no_image_in_the_database_or_its_wal(cat):
+    r = rec("k1")
+    cat.insert_ingesting(r, wrapped=SECRET, notes_sealed=None)
+    cat.mark_stored("k1", state=State.ACTIVE, size=1, ciphertext_size=2, plaintext_sha256="a",
+                    ciphertext_sha256="b", version_id=None, delete_after=None,
+                    sample_score=None)
+    assert SECRET.blob in catalog_files(cat.path)  # the check below can fail
+    delete(cat, "k1", at=T0, index=0)
+    assert SECRET.blob not in catalog_files(cat.path)
+    assert cat.path.with_name("catalog.db-wal").stat().st_size < 64 * 1024
+
+
+def test_an_abandoned_ingest_leaves_no_image_of_its_key(cat):
+    cat.insert_ingesting(rec("k2"), wrapped=SECRET, notes_sealed=None)
+    assert SECRET.blob in catalog_files(cat.path)
+    cat.rollback_ingest("k2")
+    assert SECRET.blob not in catalog_files(cat.path)
+
+
+def test_a_reader_holding_an_old_snapshot_delays_the_scrub_and_says_so(
+        cat, tmp_path, monkeypatch, caplog):
+    import retentiond.adapters.sqlite_catalog as module
+
+    monkeypatch.setattr(module, "SCRUB_WAIT_MS", 50)
+    store(cat, rec("k3"))
+    cat.insert_ingesting(rec("k4"), wrapped=SECRET, notes_sealed=None)
+    reader = sqlite3.connect(cat.path)  # another process's `retentiond ls`, mid-query
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
+    try:
+        cat.rollback_ingest("k4")  # commits; its scrub cannot truncate -wal yet
+        assert "still reads an old snapshot" in caplog.text
+        assert SECRET.blob in catalog_files(cat.path)
+        assert cat.scrub() is False
+    finally:
+        reader.rollback()
+        reader.close()
+    assert cat.scrub() is True
+    assert SECRET.blob not in catalog_files(cat.path)
+    assert cat.scrub() is True  # nothing erased since: nothing to do
+
+
+def test_a_new_process_scrubs_what_a_dead_one_left_in_the_wal(tmp_path):
+    path = tmp_path / "catalog.db"
+    first = SQLiteCatalog(path)
+    first.insert_ingesting(rec("k5"), wrapped=SECRET, notes_sealed=None)
+    # the process dies between the commit erasing the key and its scrub: simulated by
+    # erasing with a plain connection, which leaves the images in -wal
+    other = sqlite3.connect(path)
+    other.execute("PRAGMA secure_delete=ON")
+    other.execute("DELETE FROM data_keys WHERE object_id='k5'")
+    other.commit()
+    other.close()  # not the last connection: -wal stays as it is
+    assert SECRET.blob in catalog_files(path)
+    second = SQLiteCatalog(path)  # while the first is still open (it never closes)
+    try:
+        assert SECRET.blob not in catalog_files(path)
+    finally:
+        second.close()
+        first._db.close()
+
+
+def test_a_sampling_tally_month_dropped_at_ingest_is_scrubbed(cat):
+    store(cat, rec("t1", agent="AGENT-OLD-77"))
+    assert b"AGENT-OLD-77" in catalog_files(cat.path)
+    # the recording's own row names the agent until its deletion; the tally row too
+    delete(cat, "t1", at=T0, index=0)
+    later = T0 + timedelta(days=400)
+    store(cat, rec("t2", ingested_at=later, recorded_at=later))  # drops the old month
+    assert b"AGENT-OLD-77" not in catalog_files(cat.path)

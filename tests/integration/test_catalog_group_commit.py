@@ -109,18 +109,19 @@ def test_a_failed_commit_fails_every_writer_of_the_group(cat, tmp_path):
         except StorageError as e:
             outcomes[object_id] = str(e)
 
-    # another process reads in a long transaction: the COMMIT cannot get its lock
-    reader = sqlite3.connect(str(cat.path), isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT * FROM meta").fetchall()
-    cat._db.execute("PRAGMA busy_timeout=50")
+    # the COMMIT fails (in WAL mode it is where the pages are written: a full disk or an
+    # I/O error fails it); SQLite's authorizer refusing it is a failure we can cause
+    def no_commit(action: int, arg1: str | None, *_: object) -> int:
+        refused = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
+        return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
+
+    cat._db.set_authorizer(no_commit)
     try:
         _held_back(cat, [threading.Thread(target=write, args=(i,)) for i in ("a", "b", "c")])
     finally:
-        reader.execute("ROLLBACK")
-        reader.close()
+        cat._db.set_authorizer(None)
     assert len(outcomes) == 3
-    assert all("catalog write failed" in v and "locked" in v for v in outcomes.values())
+    assert all("catalog write failed" in v and "not authorized" in v for v in outcomes.values())
     assert cat.key_ids() == set()  # nobody was told "ok" for a write that is not there
     _insert(cat, "later")  # and the catalog works again
     assert cat.key_ids() == {"later"}

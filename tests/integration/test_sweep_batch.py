@@ -235,3 +235,37 @@ def test_query_reads_rows_back_as_written(tmp_path: Path) -> None:
     assert cat.get("r005") == deleting
     assert {r.state for r in cat.query(states=[State.QUARANTINED])} == {State.QUARANTINED}
     cat.close()
+
+
+def test_a_proof_waits_until_no_image_of_the_keys_is_left(
+        app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The record says the key is gone from the catalog: with a reader in another process
+    keeping an old snapshot, the catalog's -wal file may still hold the key, so the sweep
+    deletes and destroys but appends no proof (BusyError, exit code 10); the next pass,
+    once the reader is done, scrubs the file and proves."""
+    import retentiond.adapters.sqlite_catalog as catalog_module
+    from retentiond.errors import BusyError
+
+    monkeypatch.setattr(catalog_module, "SCRUB_WAIT_MS", 50)
+    (rec,) = _due(app, clock, 1)
+    blob = app.catalog.wrapped_key(rec.id).blob  # type: ignore[union-attr]
+    path = app.catalog.path
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
+    try:
+        with pytest.raises(BusyError, match="still reads an old snapshot"):
+            Sweeper(app).sweep(now=clock.now())
+        assert app.proof_log.size() == 0
+        assert app.catalog.get(rec.id).state is State.DELETING
+        assert app.catalog.wrapped_key(rec.id) is None
+    finally:
+        reader.rollback()
+        reader.close()
+    report = Sweeper(app).sweep(now=clock.now())
+    assert report.items == ()  # nothing new to delete: the pending proof was appended
+    assert app.proof_log.size() == 1
+    assert app.catalog.get(rec.id).state is State.DELETED
+    assert blob not in b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    assert "deletion proofs not appended" in caplog.text

@@ -39,6 +39,7 @@ streams, but the design does not rely on it.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import os
@@ -102,6 +103,12 @@ _HASH_SLOTS: Final = 5
 # ... but only past the first 4 MiB: on smaller inputs starting and waking threads costs
 # more than it saves (measured on a 1 MiB ingest: seal 2.3 ms inline, 3.8 ms threaded).
 _PARALLEL_AFTER = 4 * 1024 * 1024
+# Segment buffers are reused from one seal or check to the next: a fresh bytearray of
+# 256 KiB is zero-filled memory the kernel maps and faults in page by page, and unmaps
+# when it is freed; at 1 MiB per recording that churn took about a tenth of an ingest's
+# CPU (perf, 2026-11-23). At most this many idle bytes are kept (16 concurrent seals of
+# 1 MiB recordings, or 12 big ones hashing in parallel).
+_POOL_BYTES: Final = 16 * 1024 * 1024
 
 
 class SupportsWrite(Protocol):
@@ -305,14 +312,50 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+class _BufferPool:
+    """Idle segment buffers by size, at most ``limit`` bytes of them, shared by threads.
+    A buffer is given back only once nothing reads or writes it any more."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._idle: dict[int, list[bytearray]] = {}
+        self._bytes = 0
+
+    def get(self, size: int) -> memoryview:
+        with self._lock:
+            idle = self._idle.get(size)
+            if idle:
+                self._bytes -= size
+                return memoryview(idle.pop())
+        return memoryview(bytearray(size))
+
+    def put(self, *views: memoryview, plaintext: tuple[memoryview, ...] = ()) -> None:
+        """Keep ``views`` and ``plaintext`` for reuse (within the limit); ``plaintext``
+        buffers are zeroed first, so no recording lingers in an idle buffer."""
+        for view in plaintext:
+            if isinstance(view.obj, bytearray):
+                ctypes.memset((ctypes.c_char * len(view.obj)).from_buffer(view.obj), 0,
+                              len(view.obj))
+        with self._lock:
+            for view in (*views, *plaintext):
+                buf = view.obj
+                if isinstance(buf, bytearray) and self._bytes + len(buf) <= self._limit:
+                    self._idle.setdefault(len(buf), []).append(buf)
+                    self._bytes += len(buf)
+
+
+_POOL = _BufferPool(_POOL_BYTES)
+
+
 class _Slot:
     """One segment's plaintext and ciphertext buffers, reused from segment to segment."""
 
     __slots__ = ("ct", "n_ct", "n_pt", "pt")
 
     def __init__(self, segment_size: int) -> None:
-        self.pt = memoryview(bytearray(segment_size))
-        self.ct = memoryview(bytearray(segment_size + TAG_SIZE))
+        self.pt = _POOL.get(segment_size)
+        self.ct = _POOL.get(segment_size + TAG_SIZE)
         self.n_pt = 0
         self.n_ct = 0
 
@@ -334,7 +377,7 @@ class _SealHasher:
         self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._pt_todo: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
         self._ct_todo: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
-        self._slots = 0
+        self._slots: list[_Slot] = []  # every slot made, given back to _POOL by close()
         self._limit = 2  # current + read-ahead
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
@@ -343,9 +386,9 @@ class _SealHasher:
         try:
             return self._free.get_nowait()
         except queue.Empty:
-            if self._slots < self._limit:
-                self._slots += 1
-                return _Slot(self._segment_size)
+            if len(self._slots) < self._limit:
+                self._slots.append(_Slot(self._segment_size))
+                return self._slots[-1]
         return self._free.get()
 
     def give(self, slot: _Slot) -> None:
@@ -376,12 +419,15 @@ class _SealHasher:
         return self.plaintext.hexdigest(), self.ciphertext.hexdigest()
 
     def close(self) -> None:
-        """Stop the helper threads, if any (idempotent; every path of ``_seal`` calls it)."""
+        """Stop the helper threads, if any, and give the buffers back (idempotent; every
+        path of ``_seal`` calls it, after its last use of a slot)."""
         threads, self._threads = self._threads, []
         if threads:
             self._pt_todo.put(None)  # travels down the chain after every given slot
             for t in threads:
                 t.join()
+        slots, self._slots = self._slots, []
+        _POOL.put(*(slot.ct for slot in slots), plaintext=tuple(slot.pt for slot in slots))
 
     def _run(self, todo: queue.SimpleQueue[_Slot | None], done: queue.SimpleQueue[Any],
              plaintext: bool) -> None:
@@ -495,12 +541,23 @@ def _open(
     segment_size, nonce_prefix = _parse_header(header)
     ad = _associated_data(domain, header, object_id, purpose)
     pt_hash = hashlib.sha256() if dst is not None else None
-    total = 0
-    sealed = len(header)
-
     full = segment_size + TAG_SIZE
-    cur, nxt = memoryview(bytearray(full)), memoryview(bytearray(full))
-    out = memoryview(bytearray(segment_size))
+    cur, nxt, out = _POOL.get(full), _POOL.get(full), _POOL.get(segment_size)
+    try:
+        return _open_segments(
+            fill, dst, aead=aead, ad=ad, nonce_prefix=nonce_prefix, pt_hash=pt_hash,
+            sealed=len(header), cur=cur, nxt=nxt, out=out)
+    finally:
+        _POOL.put(cur, nxt, plaintext=(out,))
+
+
+def _open_segments(
+    fill: Callable[[memoryview], int], dst: SupportsWrite | None, *, aead: AESGCM, ad: bytes,
+    nonce_prefix: bytes, pt_hash: Any, sealed: int, cur: memoryview, nxt: memoryview,
+    out: memoryview,
+) -> _Opened:
+    full = len(cur)
+    total = 0
     n_cur = fill(cur)
     counter = 0
     while True:

@@ -61,12 +61,12 @@ class Duration:
     seconds: int = 0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _FIELD_NAMES:
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"Duration.{f.name} must be an int, got {type(value).__name__}")
+                raise TypeError(f"Duration.{name} must be an int, got {type(value).__name__}")
             if value < 0:
-                raise ValueError(f"Duration.{f.name} must not be negative, got {value}")
+                raise ValueError(f"Duration.{name} must not be negative, got {value}")
 
     @property
     def total_months(self) -> int:
@@ -93,6 +93,9 @@ class Duration:
 
     def iso(self) -> str:
         """Normalised ISO 8601 text: P14M -> P1Y2M, PT90M -> PT1H30M, P2W -> P14D, zero -> PT0S."""
+        return _iso_text(self)
+
+    def _iso(self) -> str:
         n = self.normalized()
         date_part = "".join(
             f"{v}{d}" for v, d in ((n.years, "Y"), (n.months, "M"), (n.days, "D")) if v
@@ -137,6 +140,17 @@ class Duration:
             raise ValueError(
                 f"{dt.isoformat()} + {self.iso()} is outside the supported date range"
             ) from e
+
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Duration))
+
+
+@lru_cache(maxsize=1024)
+def _iso_text(duration: Duration) -> str:
+    """``Duration.iso``, computed once per distinct duration: a policy has a handful, and
+    every decision (plan, sweep, ``ls``) names them in its explanation."""
+    return duration._iso()
 
 
 def parse_duration(text: str) -> Duration:

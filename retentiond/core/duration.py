@@ -142,7 +142,6 @@ class Duration:
             ) from e
 
 
-
 _FIELD_NAMES = tuple(f.name for f in fields(Duration))
 
 

@@ -78,10 +78,12 @@ class ObjectStore(Protocol):
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None, retain_until: datetime | None = None,
+        size_hint: int | None = None,
     ) -> AbstractContextManager[ObjectWriter]:
         """Atomic streamed write of ``key`` (constant memory). ``retain_until``: a store
         with a write lock (S3 Object Lock) refuses deletion before then; others ignore it
-        (the catalog's floor is enforced by retentiond itself either way)."""
+        (the catalog's floor is enforced by retentiond itself either way). ``size_hint``:
+        the size expected, to size buffers (a wrong hint costs a copy, never data)."""
         ...
 
     def written_intact(self, put: PutResult) -> bool | None:

@@ -195,9 +195,11 @@ class LocalObjectStore:
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None, retain_until: datetime | None = None,
+        size_hint: int | None = None,
     ) -> AbstractContextManager[_FileWriter]:
         """Tags, metadata and retention live in the catalog (the local store's index);
-        a folder has no write lock, retentiond enforces ``retain_until`` itself."""
+        a folder has no write lock, retentiond enforces ``retain_until`` itself. Writes
+        go straight to the file: ``size_hint`` is not needed."""
         return self._writer(key)
 
     def written_intact(self, put: PutResult) -> bool | None:

@@ -397,7 +397,7 @@ class _BufferPool:
 
     def give(self, buf: bytearray) -> None:
         with self._lock:
-            if len(self._idle) < self._keep:
+            if len(self._idle) < self._keep and len(buf) == self.size:  # not a small one
                 self._idle.append(buf)
 
 
@@ -437,12 +437,18 @@ class S3Writer:
     exception the multipart upload is aborted (after its in-flight parts have finished).
     """
 
-    def __init__(self, store: S3ObjectStore, key: str, extra: dict[str, Any]) -> None:
+    def __init__(self, store: S3ObjectStore, key: str, extra: dict[str, Any], *,
+                 size_hint: int | None = None) -> None:
         self._store = store
         self._key = key
         self._full = store._full_key(key)
         self._extra = extra
         self._part_size = store.part_size
+        # a small object (the size is known ahead, below a part): a buffer of its size
+        # rather than a whole part buffer, whose zero-filling alone cost more than the
+        # object's encryption (8 MiB for 1 MiB); grown to a part if more comes
+        self._hint = size_hint if size_hint is not None and 0 < size_hint < store.part_size \
+            else None
         self._buf: bytearray | None = None
         self._fill = 0
         self._size = 0
@@ -467,16 +473,24 @@ class S3Writer:
         total = len(view)
         off = 0
         while off < total:
+            if self._buf is not None and self._fill == len(self._buf) < self._part_size:
+                self._grow()  # more than the size hint said
             if self._fill == self._part_size:
                 self._send_part()  # a full part waits for one more byte: == part -> PutObject
             if self._buf is None:
-                self._buf = self._store._buffers.take()
-            n = min(self._part_size - self._fill, total - off)
+                self._buf = bytearray(self._hint) if self._hint is not None \
+                    and self._next_part == 1 else self._store._buffers.take()
+            n = min(len(self._buf) - self._fill, total - off)
             self._buf[self._fill:self._fill + n] = view[off:off + n]
             self._fill += n
             off += n
         self._size += total
         return total
+
+    def _grow(self) -> None:
+        small = cast(bytearray, self._buf)
+        self._buf = self._store._buffers.take()
+        self._buf[:self._fill] = small[:self._fill]
 
     @property
     def result(self) -> PutResult:
@@ -794,10 +808,12 @@ class S3ObjectStore:
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None, retain_until: datetime | None = None,
+        size_hint: int | None = None,
     ) -> AbstractContextManager[S3Writer]:
         """Atomic streamed write; ``metadata`` as ``x-amz-meta-*``, ``tags`` as object tags.
         ``retain_until`` (future, aware): an Object Lock retention in ``lock_mode`` when
-        the bucket has Object Lock enabled (ignored otherwise)."""
+        the bucket has Object Lock enabled (ignored otherwise). ``size_hint`` below
+        ``part_size``: the single PutObject's buffer is that size, not a whole part."""
         extra: dict[str, Any] = {"ContentType": "application/octet-stream"}
         if metadata:
             extra["Metadata"] = self._check_metadata(key, metadata)
@@ -809,7 +825,7 @@ class S3ObjectStore:
                 raise ValueError("retain_until: naive datetime; use an aware UTC datetime")
             extra["ObjectLockMode"] = self.lock_mode
             extra["ObjectLockRetainUntilDate"] = retain_until.astimezone(UTC)
-        return S3Writer(self, key, extra)
+        return S3Writer(self, key, extra, size_hint=size_hint)
 
     def written_intact(self, put: PutResult) -> bool | None:
         """The server's ETag for the written version must equal the MD5-based one of what

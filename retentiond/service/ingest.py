@@ -56,7 +56,13 @@ from retentiond.core.sidecar import (
     parse_sidecar,
     sidecar_from_metadata,
 )
-from retentiond.crypto.envelope import new_data_key, seal_bytes, seal_stream, verify_stream
+from retentiond.crypto.envelope import (
+    ciphertext_size,
+    new_data_key,
+    seal_bytes,
+    seal_stream,
+    verify_stream,
+)
 from retentiond.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -621,7 +627,9 @@ class Ingestor:
             rec.retain_until > now else None
         try:
             with app.vault.writer(rec.location, metadata=metadata, tags=tags,
-                                  retain_until=lock_until) as w:
+                                  retain_until=lock_until,
+                                  size_hint=None if src.size is None
+                                  else ciphertext_size(src.size)) as w:
                 sealed = seal_stream(
                     fh, w, data_key=data_key, object_id=object_id, purpose=cls.purpose,
                 )

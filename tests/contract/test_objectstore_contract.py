@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -221,6 +221,40 @@ def test_round_trip(h: Harness, size: int) -> None:
         assert vid is None
     if h.s3 is not None:  # one PutObject up to one part, multipart beyond
         assert h.etag("2026/11/rec.sealed").endswith("-3\"") == (size > PART)
+
+
+@pytest.mark.parametrize(("size", "hint"), [
+    pytest.param(100_000, 100_000, id="exact"),
+    pytest.param(100_000, 60_000, id="hint-too-small"),
+    pytest.param(100_000, 900_000, id="hint-too-large"),
+    pytest.param(2 * PART + 1, 100_000, id="small-hint-multipart"),
+    pytest.param(PART + 1, 10 * PART, id="hint-above-a-part"),
+    pytest.param(10, 0, id="zero-hint"),
+])
+def test_a_size_hint_never_changes_what_is_stored(h: Harness, size: int, hint: int) -> None:
+    data = payload(size, seed=hint)
+    put(h.store, "hinted", data, size_hint=hint)
+    assert get(h.store, "hinted") == data
+    assert h.store.head("hinted").size == size
+    if h.s3 is not None:  # one PutObject up to one part, multipart beyond, hint or not
+        assert h.etag("hinted").endswith("-3\"") == (size > 2 * PART)
+
+
+def test_a_small_object_with_its_size_hint_takes_no_part_buffer(s3h: Harness) -> None:
+    """A part buffer (8 MiB by default) is zero-filled when made: a 1 MiB recording
+    announced as such gets a buffer of its size instead, and none goes to the pool."""
+    store = cast(S3ObjectStore, s3h.store)
+    pool = store._buffers
+    taken: list[int] = []
+    real_take = pool.take
+    pool.take = lambda: taken.append(1) or real_take()  # type: ignore[method-assign]
+    try:
+        put(store, "small", payload(100_000), size_hint=100_000)
+        put(store, "grown", payload(100_000), size_hint=50_000)
+    finally:
+        del pool.take  # type: ignore[method-assign]
+    assert len(taken) == 1  # only the write whose hint was too small grew into a part
+    assert all(len(b) == pool.size for b in pool._idle)
 
 
 def test_open_read_is_a_binary_file(h: Harness) -> None:

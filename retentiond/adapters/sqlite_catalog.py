@@ -11,10 +11,9 @@ write that erases something (a data key, personal data, an erasure request's sal
 ends with a *scrub*: a TRUNCATE checkpoint copies the zeroed pages into the database
 file and truncates ``-wal`` to nothing, which leaves no image of the erased content in
 either file, as the deleted rollback journal did before. A scrub that cannot finish (a
-reader in another process keeps an old snapshot) is retried by ``scrub()``; the sweep
-appends a deletion's proof only after a scrub succeeded (``service/sweep.py``). A new
-process scrubs once when it opens the catalog (an earlier one may have died before its
-scrub).
+reader in another process keeps an old snapshot) is done by a later one; the sweep
+appends deletion proofs only after a scrub it forces succeeded (``service/sweep.py``),
+whichever process erased the keys. A new process tries one when it opens the catalog.
 """
 
 from __future__ import annotations
@@ -42,9 +41,12 @@ BUSY_TIMEOUT_MS = 30_000
 # open at most this long for more: bounds the wait of its first writer
 GROUP_MAX_WRITES = 64
 GROUP_MAX_SECONDS = 0.05
-# a scrub (TRUNCATE checkpoint) waits this long for readers in other processes to let go
-# of their snapshot; it holds the catalog meanwhile, so not the full BUSY_TIMEOUT_MS
+# a scrub (TRUNCATE checkpoint) waits for readers in other processes to let go of their
+# snapshot, holding the catalog meanwhile: briefly after an erasing write (the proof gate
+# catches up), longer before deletion proofs are appended (sweep), not at all at opening
+SCRUB_QUICK_MS = 200
 SCRUB_WAIT_MS = 5_000
+SCRUB_RETRY_SECONDS = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -139,6 +141,8 @@ CREATE TABLE IF NOT EXISTS sampling_tally (
 );
 CREATE INDEX IF NOT EXISTS recordings_erasure ON recordings(erasure_request)
     WHERE erasure_request IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recordings_live_order ON recordings(recorded_at, id)
+    WHERE state <> 'deleted';
 CREATE TABLE IF NOT EXISTS erasure_requests (
     id TEXT PRIMARY KEY,
     salt BLOB NOT NULL,
@@ -261,10 +265,9 @@ class SQLiteCatalog:
                 timeout=BUSY_TIMEOUT_MS / 1000,
             )
             self._db.execute("PRAGMA secure_delete=ON")
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
-            # another process holding the file in rollback-journal mode keeps it so for
-            # now: still correct (nothing to scrub); WAL from the next opening
-            self._wal = mode is not None and str(mode[0]).lower() == "wal"
+            # persistent: the first opening after an upgrade converts the file (it waits
+            # for other connections to let go, like any write); later ones find WAL
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
@@ -279,8 +282,10 @@ class SQLiteCatalog:
         self._waiters = 0  # threads waiting for _lock: a reason to keep a group open
         self._group: _Group | None = None  # the open group transaction, if any
         self._depth = 0  # nesting of _tx in the thread that holds _lock
-        self._dirty = True  # -wal may hold images of erased content (unknown at opening)
-        self.scrub()
+        # -wal may hold images of erased content: unknown at opening (a process may have
+        # died before its scrub); tried at once without waiting, else by the next scrub
+        self._dirty = True
+        self.scrub(wait_ms=0)
 
     def _migrate(self) -> None:
         """Bring a new or older catalog to SCHEMA_VERSION, in one transaction."""
@@ -323,34 +328,47 @@ class SQLiteCatalog:
         with self._locked():
             self._db.close()
 
-    def scrub(self) -> bool:
-        """Leave no image of erased content in the ``-wal`` file: a TRUNCATE checkpoint
-        if an erasing write committed since the last one. False when it could not finish
-        (another process reads an old snapshot for more than ``SCRUB_WAIT_MS``); the
-        next call tries again. Never raises for that."""
-        with self._locked():
-            if not self._dirty:
-                return True
-            if not self._wal:
-                self._dirty = False  # rollback journal: deleted with each commit
-                return True
-            try:
-                self._db.execute(f"PRAGMA busy_timeout={SCRUB_WAIT_MS}")
+    def scrub(self, *, force: bool = False, wait_ms: int | None = None) -> bool:
+        """Leave no image of erased content in the ``-wal`` file: a TRUNCATE checkpoint,
+        if an erasing write of this process committed since the last one, or always with
+        ``force`` (another process may have erased and died before its own scrub; the
+        sweep forces one before appending proofs). Waits up to ``wait_ms`` (default
+        SCRUB_WAIT_MS forced, SCRUB_QUICK_MS otherwise) for readers in other processes
+        to leave their old snapshot. False when it could not finish; the next call tries
+        again. Never raises for that."""
+        if wait_ms is None:
+            wait_ms = SCRUB_WAIT_MS if force else SCRUB_QUICK_MS
+        deadline = time.monotonic() + wait_ms / 1000
+        error: sqlite3.Error | None = None
+        while True:
+            # one try at a time, never waiting inside SQLite with the connection held:
+            # the ingest workers' writes go on between tries
+            with self._locked():
+                if not (self._dirty or force):
+                    return True
                 try:
-                    row = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                finally:
-                    self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            except sqlite3.Error as e:
-                logger.warning("catalog %s: cannot truncate its -wal file: %s (retried)",
-                               self.path, e, extra={"event": "catalog.scrub_failed"})
-                return False
-            if row is None or row[0] != 0:
-                logger.warning("catalog %s: another process still reads an old snapshot; "
+                    self._db.execute("PRAGMA busy_timeout=0")
+                    try:
+                        row = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    finally:
+                        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                except sqlite3.OperationalError as e:  # SQLITE_BUSY: a writer elsewhere
+                    row, error = None, e
+                except sqlite3.Error as e:
+                    logger.warning("catalog %s: cannot truncate its -wal file: %s (retried)",
+                                   self.path, e, extra={"event": "catalog.scrub_failed"})
+                    return False
+                # (0, -1, -1) outside WAL mode: a rollback journal leaves nothing behind
+                if row is not None and row[0] == 0:
+                    self._dirty = False
+                    return True
+            if time.monotonic() >= deadline:
+                logger.warning("catalog %s: another process still reads an old snapshot%s; "
                                "the -wal file is truncated later", self.path,
+                               f" ({error})" if error is not None else "",
                                extra={"event": "catalog.scrub_busy"})
                 return False
-            self._dirty = False
-            return True
+            time.sleep(SCRUB_RETRY_SECONDS)
 
     @contextmanager
     def _locked(self, *, join: bool = False) -> Iterator[None]:
@@ -383,10 +401,13 @@ class SQLiteCatalog:
         or with the error that rolled it back. A lone writer commits at once, as before.
 
         ``erases``: the write erases keys or personal data; once committed, the caller
-        scrubs the ``-wal`` file (``scrub``) before it returns.
+        tries to scrub the ``-wal`` file (``scrub``) before it returns; a scrub that
+        cannot finish now is done by a later one (the sweep's proof gate forces it).
         """
         failure: BaseException | None = None
         with self._locked(join=True):
+            if erases:  # before the write: whatever becomes of it, -wal may hold images
+                self._dirty = True
             if self._depth:  # nested in this thread's own write: part of it
                 yield self._db
                 return
@@ -425,7 +446,6 @@ class SQLiteCatalog:
         if group.error is not None:
             raise group.error
         if erases:
-            self._dirty = True
             self.scrub()
 
     def _join_group(self) -> _Group:
@@ -518,7 +538,8 @@ class SQLiteCatalog:
                 raise StorageError(f"catalog: recording {object_id} is no longer being ingested")
             dropped = _count_sampling(db, object_id, ingested=1, over_cap=0) if tally else 0
         if dropped:  # a month of the tally went (once a month): scrub it out of -wal too
-            self._dirty = True
+            with self._locked():
+                self._dirty = True
             self.scrub()
 
     def clear_inbox_pending(self, object_id: str) -> None:
@@ -572,6 +593,31 @@ class SQLiteCatalog:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY recorded_at, id"
         return [_recording_of(tuple(r)) for r in self._query(sql, params)]
+
+    def live_page(self, states: Sequence[State], *, after: tuple[str, str] | None,
+                  limit: int) -> tuple[list[Recording], tuple[str, str] | None]:
+        """Up to ``limit`` recordings in ``states`` (never ``deleted``), oldest recorded
+        first, strictly after the position ``after``; returns them and the position of
+        the last one (an opaque cursor: the stored text, never re-formatted), None at
+        the end. A walk over every live recording in pages, one index range each,
+        holding only a page."""
+        if State.DELETED in states:
+            raise ValueError("live_page: deleted recordings are not live")
+        marks = ", ".join("?" for _ in states)
+        # the index keeps the walk in order (never a sort of every live row per page)
+        sql = (f"SELECT {', '.join(_RECORDING_COLUMNS)} FROM recordings "  # noqa: S608
+               "INDEXED BY recordings_live_order "
+               f"WHERE state <> 'deleted' AND state IN ({marks})")
+        params: list[Any] = [s.value for s in states]
+        if after is not None:
+            sql += " AND (recorded_at, id) > (?, ?)"
+            params += list(after)
+        sql += " ORDER BY recorded_at, id LIMIT ?"
+        params.append(limit)
+        rows = self._query(sql, params)
+        last = (str(rows[-1]["recorded_at"]), str(rows[-1]["id"])) \
+            if len(rows) == limit else None
+        return [_recording_of(tuple(r)) for r in rows], last
 
     def wrapped_key(self, object_id: str) -> WrappedKey | None:
         rows = self._query("SELECT kek_id, wrapped FROM data_keys WHERE object_id=?", (object_id,))

@@ -372,7 +372,7 @@ class Daemon:
         return out
 
     def next_due_in(self, *, now: datetime) -> float | None:
-        due = next_due_date(self.sweeper.plan(at=now))
+        due = next_due_date(self.sweeper.iter_plan(at=now))
         return None if due is None else max(0.0, (due - now).total_seconds())
 
     def run_forever(self) -> int:

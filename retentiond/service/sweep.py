@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +23,6 @@ from retentiond.core.decide import Action, Decision, decide
 from retentiond.core.model import LIVE_STATES, Reason, Recording, State
 from retentiond.core.policy import Policy
 from retentiond.errors import (
-    BusyError,
     ObjectLockedError,
     ProofError,
     RetentiondError,
@@ -44,6 +43,8 @@ KEY_EVIDENCE = "wrapped data key deleted from the catalog (SQLite secure_delete)
 # where the confirming listing walks a very large vault prefix (about 1,000 pages per
 # million objects); a SIGKILL after the stop timeout is safe, the next pass finishes it.
 DELETE_BATCH = 10_000
+# live recordings read and decided at a time by ``Sweeper.iter_plan`` (a few MB)
+PLAN_PAGE = 5_000
 LIVE_STATE_NAMES = {s.value for s in LIVE_STATES}
 
 
@@ -126,13 +127,26 @@ class Sweeper:
 
     def plan(self, *, at: datetime, only: Collection[str] | None = None) -> list[PlanItem]:
         """The decision for every live recording at time ``at`` (same function as sweep);
-        with ``only``, for the live recordings among those ids."""
+        with ``only``, for the live recordings among those ids. All in memory: for
+        ``retentiond plan`` and the reports; the daemon walks ``iter_plan``."""
+        return list(self.iter_plan(at=at, only=only))
+
+    def iter_plan(self, *, at: datetime, only: Collection[str] | None = None,
+                  ) -> Iterator[PlanItem]:
+        """``plan`` one page of PLAN_PAGE recordings at a time, oldest recorded first:
+        memory in proportion to a page (and the holds), not to the catalog. A recording
+        that changes while the walk goes on is seen as it is when its page is read."""
         held = self.app.catalog.held_ids()
-        return [
-            PlanItem(rec, decide(rec, policy=self.app.policy, held=rec.id in held, now=at))
-            for rec in self.app.catalog.query(states=list(LIVE_STATES))
-            if only is None or rec.id in only
-        ]
+        policy = self.app.policy
+        after: tuple[str, str] | None = None
+        while True:
+            page, after = self.app.catalog.live_page(LIVE_STATES, after=after,
+                                                     limit=PLAN_PAGE)
+            for rec in page:
+                if only is None or rec.id in only:
+                    yield PlanItem(rec, decide(rec, policy=policy, held=rec.id in held, now=at))
+            if after is None:
+                return
 
     def sweep(self, *, now: datetime, dry_run: bool = False,
               should_stop: Callable[[], bool] | None = None,
@@ -155,12 +169,37 @@ class Sweeper:
         deleted: dict[str, tuple[str, str, datetime | None]] = {}
         with app.exclusive("sweep"):
             if not dry_run:
-                self._prove_pending()
+                try:  # what an earlier pass deleted; a failure here delays no deletion
+                    self._prove_pending()
+                except RetentiondError as e:
+                    app.metrics.errors.labels(stage="proof").inc()
+                    logger.error("deletion proofs not appended, retried at the end of the "
+                                 "pass: %s", e, extra={"event": "sweep.proof_failed"})
             pending = {oid for oid, _ in app.catalog.pending_proofs()}
-            for plan in self.plan(at=now):
+            # about how many objects the vault holds: lets it pick the cheaper listing
+            population = sum(n for _, state, n, _ in app.catalog.counts()
+                             if state in LIVE_STATE_NAMES)
+            # recordings the reconciler found gone from the vault: their deletion lists
+            # the store first, so the record names no version it did not see
+            missing: set[str] | None = None
+            left = 0  # due recordings left for the next pass after a stop request
+
+            def delete_due() -> None:
+                """Delete the due batch, unless a stop was requested (then count it)."""
+                nonlocal missing, left
+                if left or (should_stop is not None and should_stop()):
+                    left += len(due)
+                elif due:
+                    if missing is None:
+                        missing = self._missing()
+                    deleted.update(self._delete_batch(due, now=now, items=items,
+                                                      population=population, missing=missing))
+                due.clear()
+
+            # the walk finds what is due page by page; every DELETE_BATCH due recordings
+            # are deleted as one batch, so memory stays in proportion to a batch
+            for plan in self.iter_plan(at=now, only=only):
                 rec, d = plan.recording, plan.decision
-                if only is not None and rec.id not in only:
-                    continue
                 if d.rule == "legal-hold-overdue":
                     items.append(SweepItem(rec.id, rec.purpose, "held-overdue", d.rule, d.due))
                     continue
@@ -174,21 +213,12 @@ class Sweeper:
                     items.append(SweepItem(rec.id, rec.purpose, "would-delete", d.rule, d.due))
                     continue
                 due.append((rec, d))
-            # about how many objects the vault holds: lets it pick the cheaper listing
-            population = sum(n for _, state, n, _ in app.catalog.counts()
-                             if state in LIVE_STATE_NAMES)
-            # recordings the reconciler found gone from the vault: their deletion lists
-            # the store first, so the record names no version it did not see
-            missing = {oid for _, oid, kind, *_ in app.catalog.findings()
-                       if kind == "missing" and oid} if due else set()
-            for i in range(0, len(due), DELETE_BATCH):
-                if should_stop is not None and should_stop():
-                    logger.info("stop requested: %d due deletions left for the next pass",
-                                len(due) - i, extra={"event": "sweep.stopped"})
-                    break
-                deleted.update(self._delete_batch(due[i:i + DELETE_BATCH], now=now,
-                                                  items=items, population=population,
-                                                  missing=missing))
+                if len(due) >= DELETE_BATCH:
+                    delete_due()
+            delete_due()
+            if left:
+                logger.info("stop requested: %d due deletions left for the next pass",
+                            left, extra={"event": "sweep.stopped"})
             proven: dict[str, int] = {}
             if not dry_run:
                 try:
@@ -208,6 +238,11 @@ class Sweeper:
             if report.count("failed") == 0:
                 app.metrics.last_sweep_success.set(now.timestamp())
         return report
+
+    def _missing(self) -> set[str]:
+        """Recordings the reconciler found gone from the vault."""
+        return {oid for _, oid, kind, *_ in self.app.catalog.findings()
+                if kind == "missing" and oid}
 
     def _delete_batch(
         self, batch: list[tuple[Recording, Decision]], *, now: datetime,
@@ -294,11 +329,12 @@ class Sweeper:
         if not pending:
             return {}
         # the record says the key is gone from the catalog: true once no image of it
-        # is left in the catalog's -wal file either (sqlite_catalog: "scrub")
-        if not app.catalog.scrub():
-            raise BusyError(f"catalog {app.catalog.path}: another process still reads an "
-                            "old snapshot, so destroyed keys may remain in its -wal file; "
-                            f"{len(pending)} deletion proof(s) wait for the next pass")
+        # is left in the catalog's -wal file either (sqlite_catalog: "scrub"), whichever
+        # process destroyed it, hence forced
+        if not app.catalog.scrub(force=True):
+            raise ProofError(f"catalog {app.catalog.path}: another process still reads an "
+                             "old snapshot, so destroyed keys may remain in its -wal file; "
+                             f"{len(pending)} deletion proof(s) wait for the next pass")
         out: dict[str, int] = {}
         with app.proof_lock, app.exclusive("proof-log"):
             last = app.catalog.max_proof_index()
@@ -327,11 +363,10 @@ class Sweeper:
         return out
 
 
-def next_due_date(plan: list[PlanItem]) -> datetime | None:
+def next_due_date(plan: Iterable[PlanItem]) -> datetime | None:
     """When the next recording that is not yet due becomes due (holds excluded)."""
-    dues = [p.decision.due for p in plan
-            if p.decision.rule == "not-due" and p.decision.due is not None]
-    return min(dues) if dues else None
+    return min((p.decision.due for p in plan
+                if p.decision.rule == "not-due" and p.decision.due is not None), default=None)
 
 
 def compute_backlog(app: App, *, now: datetime) -> Backlog:
@@ -339,15 +374,17 @@ def compute_backlog(app: App, *, now: datetime) -> Backlog:
     objects = {(purpose, state): n for purpose, state, n, _ in app.catalog.counts()
                if state != "deleted"}
     overdue = held_overdue = 0
-    plan = Sweeper(app).plan(at=now)
-    for item in plan:
+    next_due: datetime | None = None
+    for item in Sweeper(app).iter_plan(at=now):  # a page at a time: scrapes stay small
         d = item.decision
         if d.due is not None and d.due <= now:
             if d.rule == "legal-hold-overdue":
                 held_overdue += 1
             else:
                 overdue += 1
-    next_due = next_due_date(plan)
+        if d.rule == "not-due" and d.due is not None and (next_due is None
+                                                            or d.due < next_due):
+            next_due = d.due
     try:
         entries = app.proof_log.size()
     except RetentiondError:

@@ -498,3 +498,27 @@ def test_receipt_survives_a_proof_log_that_cannot_be_written(app, clock, monkeyp
     record = json.loads(app.proof_log.entry(app.catalog.get(a).proof_index))
     assert record["subject_commitment"] == hashlib.sha256(
         bytes.fromhex(receipt.salt_hex) + S.encode()).hexdigest()
+
+
+def test_receipt_survives_a_reader_that_delays_the_proofs(app, clock, monkeypatch):
+    """A reader in another process keeps an old snapshot of the catalog, so the -wal file
+    cannot be emptied of the destroyed key: the proof waits, the receipt does not."""
+    import sqlite3
+
+    import retentiond.adapters.sqlite_catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "SCRUB_WAIT_MS", 50)
+    monkeypatch.setattr(catalog_module, "SCRUB_QUICK_MS", 10)
+    a = _ingest_in(app, clock, "a.wav", purpose="training", subject=S)
+    reader = sqlite3.connect(app.catalog.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
+    try:
+        receipt = erase_subject(app, S, reason="DSAR", actor="dpo", now=clock.now())
+    finally:
+        reader.rollback()
+        reader.close()
+    assert receipt.proof_error is not None and "old snapshot" in receipt.proof_error
+    assert [(d.id, d.proof_index) for d in receipt.deleted] == [(a, None)]
+    Sweeper(app).sweep(now=clock.now())  # the next pass appends the proof
+    assert app.catalog.get(a).state is State.DELETED

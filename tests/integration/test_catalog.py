@@ -317,3 +317,32 @@ def test_a_sampling_tally_month_dropped_at_ingest_is_scrubbed(cat):
     later = T0 + timedelta(days=400)
     store(cat, rec("t2", ingested_at=later, recorded_at=later))  # drops the old month
     assert b"AGENT-OLD-77" not in catalog_files(cat.path)
+
+
+def test_a_waiting_scrub_does_not_hold_the_catalog(cat, monkeypatch):
+    """While a scrub waits for a reader elsewhere, this process's other threads (ingest
+    workers) keep reading and writing: it tries again and again, never waiting inside
+    SQLite with the connection held."""
+    import threading
+    import time as time_module
+
+    store(cat, rec("w1"))
+    reader = sqlite3.connect(cat.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
+    outcome: list[bool] = []
+    try:
+        scrubber = threading.Thread(
+            target=lambda: outcome.append(cat.scrub(force=True, wait_ms=1500)))
+        scrubber.start()
+        time_module.sleep(0.2)
+        started = time_module.monotonic()
+        cat.set_meta("during", "scrub")  # a write and a read while it waits
+        assert cat.meta("during") == "scrub"
+        assert time_module.monotonic() - started < 0.5
+        scrubber.join(5)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert outcome == [False]
+    assert cat.scrub(force=True) is True

@@ -111,8 +111,12 @@ def test_a_failed_commit_fails_every_writer_of_the_group(cat, tmp_path):
 
     # the COMMIT fails (in WAL mode it is where the pages are written: a full disk or an
     # I/O error fails it); SQLite's authorizer refusing it is a failure we can cause
+    attempts: list[str] = []
+
     def no_commit(action: int, arg1: str | None, *_: object) -> int:
         refused = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
+        if refused:
+            attempts.append("COMMIT")
         return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
 
     cat._db.set_authorizer(no_commit)
@@ -121,6 +125,7 @@ def test_a_failed_commit_fails_every_writer_of_the_group(cat, tmp_path):
     finally:
         cat._db.set_authorizer(None)
     assert len(outcomes) == 3
+    assert attempts == ["COMMIT"]  # one group: its one COMMIT failed all three writers
     assert all("catalog write failed" in v and "not authorized" in v for v in outcomes.values())
     assert cat.key_ids() == set()  # nobody was told "ok" for a write that is not there
     _insert(cat, "later")  # and the catalog works again

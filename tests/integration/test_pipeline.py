@@ -427,14 +427,14 @@ def test_hold_placed_during_a_pass_wins(app, clock):
     _, _, o = _ingest(app, clock, purpose="quality")
     clock.advance(timedelta(minutes=1))
     sweeper = Sweeper(app)
-    real_plan = sweeper.plan
+    real_plan = sweeper.iter_plan
 
-    def plan_then_hold(*, at):
-        items = real_plan(at=at)  # decided "delete" ...
+    def plan_then_hold(*, at, only=None):
+        items = list(real_plan(at=at, only=only))  # decided "delete" ...
         app.catalog.add_hold(o.object_id, reason="late", actor="dpo", now=at)  # ... then held
-        return items
+        yield from items
 
-    sweeper.plan = plan_then_hold
+    sweeper.iter_plan = plan_then_hold
     report = sweeper.sweep(now=clock.now())
     assert [i.outcome for i in report.items] == ["held-overdue"]
     assert app.catalog.get(o.object_id).state is State.ACTIVE

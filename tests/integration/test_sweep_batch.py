@@ -5,6 +5,7 @@ reference below, the catalog's code before it was batched) leave."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -242,12 +243,13 @@ def test_a_proof_waits_until_no_image_of_the_keys_is_left(
         caplog: pytest.LogCaptureFixture) -> None:
     """The record says the key is gone from the catalog: with a reader in another process
     keeping an old snapshot, the catalog's -wal file may still hold the key, so the sweep
-    deletes and destroys but appends no proof (BusyError, exit code 10); the next pass,
+    deletes and destroys but appends no proof (ProofError, exit code 7); the next pass,
     once the reader is done, scrubs the file and proves."""
     import retentiond.adapters.sqlite_catalog as catalog_module
-    from retentiond.errors import BusyError
+    from retentiond.errors import ProofError
 
     monkeypatch.setattr(catalog_module, "SCRUB_WAIT_MS", 50)
+    monkeypatch.setattr(catalog_module, "SCRUB_QUICK_MS", 10)
     (rec,) = _due(app, clock, 1)
     blob = app.catalog.wrapped_key(rec.id).blob  # type: ignore[union-attr]
     path = app.catalog.path
@@ -255,7 +257,7 @@ def test_a_proof_waits_until_no_image_of_the_keys_is_left(
     reader.execute("BEGIN")
     reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
     try:
-        with pytest.raises(BusyError, match="still reads an old snapshot"):
+        with pytest.raises(ProofError, match="still reads an old snapshot"):
             Sweeper(app).sweep(now=clock.now())
         assert app.proof_log.size() == 0
         assert app.catalog.get(rec.id).state is State.DELETING
@@ -269,3 +271,134 @@ def test_a_proof_waits_until_no_image_of_the_keys_is_left(
     assert app.catalog.get(rec.id).state is State.DELETED
     assert blob not in b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
     assert "deletion proofs not appended" in caplog.text
+
+
+# -- the walk over live recordings, a page at a time -----------------------------------------
+
+
+def test_live_pages_cover_every_live_recording_once_in_recorded_order(tmp_path: Path) -> None:
+    cat = SQLiteCatalog(tmp_path / "catalog.db")
+    try:
+        _fill(cat, 40)  # 16 distinct recorded_at values: many ties, broken by id
+        assert cat.start_deletions([("r002", "retention-expired", T0)]) == {"r002"}
+        cat.destroy_keys([("r002", b"{}", T0)])
+        cat.finish_deletions({"r002": 0})  # deleted: not live any more
+        with sqlite3.connect(cat.path) as db:  # a date stored with "Z", not "+00:00"
+            db.execute("UPDATE recordings SET recorded_at='2026-03-01T09:00:00Z' "
+                       "WHERE id='r032'")
+        seen: list[Recording] = []
+        after = None
+        pages = 0
+        while True:
+            page, after = cat.live_page(LIVE_STATES, after=after, limit=3)
+            seen += page
+            pages += 1
+            assert pages < 40, "the walk does not end"
+            if after is None:
+                break
+        assert [r.id for r in seen] == [r.id for r in cat.query(states=list(LIVE_STATES))]
+        assert sorted(r.id for r in seen) == sorted(f"r{i:03d}" for i in range(40) if i != 2)
+        plan = cat._db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM recordings INDEXED BY recordings_live_order "
+            "WHERE state <> 'deleted' AND state IN ('active') AND (recorded_at, id) > ('', '') "
+            "ORDER BY recorded_at, id LIMIT 3").fetchall()
+        assert "TEMP B-TREE" not in repr(plan)  # an index range, not a sort per page
+    finally:
+        cat.close()
+
+
+def test_a_sweep_walks_pages_and_deletes_in_batches(app: App, clock: ManualClock,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    due = _due(app, clock, 7)
+    kept = _ingest(app, clock, "later.wav", seed=99, purpose="training")[2]  # 6 months
+    monkeypatch.setattr(sweep_module, "PLAN_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "DELETE_BATCH", 3)
+    spy = app.vault = SpyVault(app.vault)  # type: ignore[assignment]
+    sweeper = Sweeper(app)
+    assert [p.recording.id for p in sweeper.iter_plan(at=clock.now())] == \
+        [p.recording.id for p in sweeper.plan(at=clock.now())]
+    assert len(sweeper.plan(at=clock.now())) == 8
+    report = sweeper.sweep(now=clock.now())
+    assert sorted(i.id for i in report.items if i.outcome == "deleted") == \
+        sorted(r.id for r in due)
+    assert [len(c["keys"]) for c in spy.calls] == [3, 3, 1]
+    assert app.catalog.get(kept.object_id).state is State.ACTIVE  # type: ignore[arg-type]
+    assert app.proof_log.size() == 7
+
+
+def test_a_stop_during_the_walk_counts_what_is_left(app: App, clock: ManualClock,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    _due(app, clock, 5)
+    monkeypatch.setattr(sweep_module, "PLAN_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "DELETE_BATCH", 2)
+    caplog.set_level(logging.INFO, logger="retentiond.service.sweep")
+    asked: list[int] = []
+
+    def stop_after_one() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    report = Sweeper(app).sweep(now=clock.now(), should_stop=stop_after_one)
+    assert [i.outcome for i in report.items] == ["deleted"] * 2
+    assert "3 due deletions left for the next pass" in caplog.text
+    assert len(asked) == 2  # asked before each batch until it said stop, then not again
+
+
+def _catalog_files(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+
+
+def test_a_proof_waits_for_keys_another_process_destroyed_without_scrubbing(
+        app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`retentiond sweep` (another process) destroys the key and dies before its scrub,
+    while the daemon's catalog stays open: the daemon must not trust its own "nothing
+    erased here" and append the proof with the key still in -wal."""
+    from retentiond.errors import ProofError
+    from tests.conftest import open_app
+
+    (rec,) = _due(app, clock, 1)
+    blob = app.catalog.wrapped_key(rec.id).blob  # type: ignore[union-attr]
+    other = open_app(app.settings.config_file.parent, clock)  # the CLI's process
+    monkeypatch.setattr(other.catalog, "scrub", lambda **_: False)  # dies before scrubbing
+
+    def dies(entries: Any) -> Any:
+        raise StorageError("killed")
+
+    monkeypatch.setattr(other.proof_log, "append", dies)
+    with pytest.raises(ProofError):
+        Sweeper(other).sweep(now=clock.now())
+    assert app.catalog.wrapped_key(rec.id) is None and blob in _catalog_files(app.catalog.path)
+    at_append: list[bool] = []
+    real_append = app.proof_log.append
+
+    def append(entries: Any) -> Any:
+        at_append.append(blob in _catalog_files(app.catalog.path))
+        return real_append(entries)
+
+    monkeypatch.setattr(app.proof_log, "append", append)
+    try:
+        Sweeper(app).sweep(now=clock.now())
+    finally:
+        other.catalog._db.close()  # never closed cleanly (closing would checkpoint)
+    assert at_append == [False]
+    assert app.catalog.get(rec.id).state is State.DELETED
+
+
+def test_a_pending_proof_that_cannot_be_appended_delays_no_deletion(
+        app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _due(app, clock, 2)
+    assert app.catalog.start_deletions([(first.id, "retention-expired", clock.now())])
+    app.catalog.destroy_keys([(first.id, b'{"id":"x"}', clock.now())])  # proof pending
+
+    def unwritable(entries: Any) -> Any:
+        raise StorageError("proofs: disk full")
+
+    monkeypatch.setattr(app.proof_log, "append", unwritable)
+    from retentiond.errors import ProofError
+
+    with pytest.raises(ProofError, match="disk full"):
+        Sweeper(app).sweep(now=clock.now())
+    assert app.catalog.get(second.id).state is State.DELETING  # deleted all the same
+    assert app.catalog.wrapped_key(second.id) is None
+    assert app.metrics.errors.labels(stage="proof")._value.get() == 2

@@ -562,7 +562,7 @@ class DeleteResult:
 
 
 SWEEP_STEPS = {  # what the timed sweep's steps are called in the report
-    "plan": "plan (catalog read, decisions)",
+    "plan": "plan (walk: catalog pages, decisions)",
     "start_deletions": "catalog: start deletions",
     "delete_many": "store: delete + confirming listing",
     "destroy_keys": "catalog: destroy keys, keep records",
@@ -575,9 +575,26 @@ def time_steps(sweeper: Sweeper, app: App, sink: dict[str, float]) -> None:
     """Time the main steps of ``sweeper``'s passes (wall seconds added to ``sink``) by
     wrapping the methods on these objects only; the rest of a pass (deletion records,
     metrics, logging, queries) is what the report calls "other"."""
-    owners = {"plan": sweeper, "start_deletions": app.catalog,
+    owners = {"start_deletions": app.catalog,
               "delete_many": app.vault, "destroy_keys": app.catalog,
               "append": app.proof_log, "finish_deletions": app.catalog}
+    walk = sweeper.iter_plan
+
+    def timed_walk(*args: Any, **kwargs: Any) -> Any:
+        """The walk is a generator the sweep interleaves with its deletions: its time is
+        the time spent getting each next decision (catalog pages and decide())."""
+        inner = walk(*args, **kwargs)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(inner)
+            except StopIteration:
+                return
+            finally:
+                sink["plan"] = sink.get("plan", 0.0) + time.perf_counter() - start
+            yield item
+
+    sweeper.iter_plan = timed_walk  # type: ignore[method-assign]
     for name, owner in owners.items():
         method = getattr(owner, name)
 

@@ -438,3 +438,30 @@ def test_every_value_is_documented():
     assert not unknown, f"README documents values that do not exist: {unknown}"
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert set(schema["properties"]) == set(values)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_scenario_declares_where_its_stores_are(scenario, tmp_path):
+    """The chart's default residency (local_country FR, as `retentiond init` writes) places
+    every store of every scenario: the volume, in-cluster MinIO, an AWS region."""
+    settings = load_settings(rendered_config(render(SCENARIOS[scenario]), tmp_path)[1],
+                             environ={})
+    assert settings.residency.declared and settings.residency.local_country == "FR"
+    assert {p.name for p in settings.placements()} >= {"vault", "proofs"}
+
+
+def test_residency_and_controllers_values_reach_the_configuration(tmp_path):
+    values = copy.deepcopy(BASE)
+    values["config"]["residency"] = {
+        "local_country": "DE", "stores": {"vault": {"region": "eu-central-1"}}}
+    values["config"]["controllers"] = [{
+        "name": "Banque Exemple SA",
+        "processor": {"name": "CallCo SARL", "country": "MA",
+                      "transfer_safeguard": "standard-contractual-clauses"}}]
+    settings = load_settings(rendered_config(render(values), tmp_path)[1], environ={})
+    assert settings.residency.local_country == "DE"
+    assert [c.name for c in settings.controllers] == ["Banque Exemple SA"]
+    assert [p.name for p in settings.processors] == ["CallCo SARL"]
+    values["config"]["residency"] = {"local_country": "FR", "oops": 1}
+    with pytest.raises(Exception, match=r"oops|additional"):
+        render(values)  # the values schema refuses an unknown residency key

@@ -137,6 +137,9 @@ def test_shipped_configuration_loads_and_matches_the_unit():
         assert location.is_relative_to(state), location  # all in StateDirectory=
     assert settings.policies == Path("/etc/retentiond/policies")  # read-only, beside the config
     assert settings.metrics_addr == "127.0.0.1:9464"
+    # residency declared, as `retentiond init` does: the three folders are in France
+    assert settings.residency.declared and settings.residency.local_country == "FR"
+    assert {p.name for p in settings.placements()} == {"inbox", "vault", "proofs"}
     env = unit_directives()["Environment"]
     assert "RETENTIOND_CONFIG=/etc/retentiond/retentiond.yaml" in env
 

@@ -118,6 +118,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "log_level" $c.logLevel
 -}}
 {{- if $c.s3 -}}{{- $_ := set $cfg "s3" $c.s3 -}}{{- end -}}
+{{- if $c.residency -}}{{- $_ := set $cfg "residency" $c.residency -}}{{- end -}}
+{{- if $c.controllers -}}{{- $_ := set $cfg "controllers" $c.controllers -}}{{- end -}}
 {{- $merged := mergeOverwrite (deepCopy $c.extra) $cfg -}}
 {{- toYaml $merged -}}
 {{- end -}}

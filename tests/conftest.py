@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import wave
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def make_wav(path: Path, *, seconds: float = 0.5, seed: int = 0) -> bytes:
         w.setsampwidth(2)
         w.setframerate(8000)
         w.writeframes(frames)
+    if _TEST_CLOCK:
+        at = _TEST_CLOCK[-1].now().timestamp()
+        os.utime(path, (at, at))
     return path.read_bytes()
 
 
@@ -104,9 +108,21 @@ def short_setup(setup_dir: Path) -> Path:
     return setup_dir
 
 
+# the test's clock while a test runs with the ``clock`` fixture: files made by make_wav
+# then carry its time as their mtime (what ingest takes as recorded_at when the sidecar
+# gives none), as a recorder writing them at the test's "now" would; the real date plays
+# no part, so the suite passes whatever day it runs
+_TEST_CLOCK: list[ManualClock] = []
+
+
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
+def clock() -> Iterator[ManualClock]:
+    c = ManualClock(T0)
+    _TEST_CLOCK.append(c)
+    try:
+        yield c
+    finally:
+        _TEST_CLOCK.remove(c)
 
 
 def open_app(setup: Path, clock: ManualClock) -> App:

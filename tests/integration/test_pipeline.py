@@ -294,6 +294,8 @@ def test_only_unlinked_plaintexts_are_closed_after_the_ingest(app, clock, monkey
     assert o.outcome == "changed" and handed == [0, 0, 0]
     assert _fds_into(inbox) == []  # closed before ingest returned: not locked
     monkeypatch.setattr(ing, "_verify_vault_copy", real_verify)
+    at = clock.now().timestamp()  # the append set a real-time mtime: the test's time
+    os.utime(path, (at, at))
     o = ing.ingest(inbox, "growing.wav", overrides=Overrides(purpose="training"),
                    now=clock.now())
     assert o.outcome == "stored" and handed == [0, 0, 0, 0]

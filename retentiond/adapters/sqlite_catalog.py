@@ -285,7 +285,7 @@ class SQLiteCatalog:
         # -wal may hold images of erased content: unknown at opening (a process may have
         # died before its scrub); tried at once without waiting, else by the next scrub
         self._dirty = True
-        self.scrub(wait_ms=0)
+        self.scrub(wait_ms=0, quiet=True)
 
     def _migrate(self) -> None:
         """Bring a new or older catalog to SCHEMA_VERSION, in one transaction."""
@@ -325,17 +325,28 @@ class SQLiteCatalog:
             raise
 
     def close(self) -> None:
+        """Close, after a last scrub if an erasing write is not scrubbed yet (a command
+        such as ``subject erase`` exits here; the daemon's next pass forces one anyway)."""
+        self.scrub(wait_ms=SCRUB_WAIT_MS)
         with self._locked():
             self._db.close()
 
-    def scrub(self, *, force: bool = False, wait_ms: int | None = None) -> bool:
+    @property
+    def dirty(self) -> bool:
+        """An erasing write of this process may still have images in the -wal file."""
+        with self._locked():
+            return self._dirty
+
+    def scrub(self, *, force: bool = False, wait_ms: int | None = None,
+              quiet: bool = False) -> bool:
         """Leave no image of erased content in the ``-wal`` file: a TRUNCATE checkpoint,
         if an erasing write of this process committed since the last one, or always with
         ``force`` (another process may have erased and died before its own scrub; the
         sweep forces one before appending proofs). Waits up to ``wait_ms`` (default
         SCRUB_WAIT_MS forced, SCRUB_QUICK_MS otherwise) for readers in other processes
         to leave their old snapshot. False when it could not finish; the next call tries
-        again. Never raises for that."""
+        again (the daemon tries at each turn of its loop). Never raises for that; logs a
+        warning unless ``quiet`` (at opening, a snapshot held elsewhere is routine)."""
         if wait_ms is None:
             wait_ms = SCRUB_WAIT_MS if force else SCRUB_QUICK_MS
         deadline = time.monotonic() + wait_ms / 1000
@@ -352,7 +363,9 @@ class SQLiteCatalog:
                         row = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                     finally:
                         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                except sqlite3.OperationalError as e:  # SQLITE_BUSY: a writer elsewhere
+                except sqlite3.OperationalError as e:
+                    # SQLITE_BUSY/LOCKED (a checkpoint or writer elsewhere holds a lock the
+                    # TRUNCATE needs) or a transient I/O error: tried again until the deadline
                     row, error = None, e
                 except sqlite3.Error as e:
                     logger.warning("catalog %s: cannot truncate its -wal file: %s (retried)",
@@ -363,10 +376,11 @@ class SQLiteCatalog:
                     self._dirty = False
                     return True
             if time.monotonic() >= deadline:
-                logger.warning("catalog %s: another process still reads an old snapshot%s; "
-                               "the -wal file is truncated later", self.path,
-                               f" ({error})" if error is not None else "",
-                               extra={"event": "catalog.scrub_busy"})
+                logger.log(logging.DEBUG if quiet else logging.WARNING,
+                           "catalog %s: another process still reads an old snapshot%s; "
+                           "the -wal file is truncated later", self.path,
+                           f" ({error})" if error is not None else "",
+                           extra={"event": "catalog.scrub_busy"})
                 return False
             time.sleep(SCRUB_RETRY_SECONDS)
 

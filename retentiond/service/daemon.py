@@ -424,6 +424,10 @@ class Daemon:
                     app.metrics.errors.labels(stage="sweep").inc()
                     logger.error("pass failed, retrying: %s", e, extra={"event": "daemon.error"})
                     sweep_at = app.clock.monotonic() + 5.0
+                # an erasing write (a rolled-back ingest, a deletion) whose quick scrub met
+                # a reader elsewhere: its -wal images go at the next turn, proofs or not
+                if app.catalog.dirty:
+                    app.catalog.scrub()
                 waits = [sweep_at - app.clock.monotonic(), MAX_SLEEP_SECONDS,
                          app.settings.reconcile_interval_seconds]
                 if next_file_in is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from retentiond.adapters.sqlite_catalog import SCRUB_QUICK_MS
 from retentiond.core.canonical import JSONValue, canonical_json, rfc3339
 from retentiond.core.decide import Action, Decision, decide
 from retentiond.core.model import LIVE_STATES, Reason, Recording, State
@@ -153,7 +154,9 @@ class Sweeper:
               only: Collection[str] | None = None) -> SweepReport:
         """One enforcement pass. Deletion failures are reported and retried next pass.
         ``should_stop`` (SIGTERM) is asked before each batch of deletions: the pass then
-        ends after proving what it deleted; the rest waits for the next pass.
+        ends after proving what it deleted; the rest waits for the next pass. Proofs
+        are appended after each full batch and at the end of the pass, also when an
+        error ends it early.
 
         ``only`` limits the pass to those recording ids (``subject erase``): the same
         decisions and deletion order, on fewer recordings. Deletions already pending a
@@ -167,14 +170,16 @@ class Sweeper:
         items: list[SweepItem] = []
         due: list[tuple[Recording, Decision]] = []
         deleted: dict[str, tuple[str, str, datetime | None]] = {}
+        proven: dict[str, int] = {}
         with app.exclusive("sweep"):
             if not dry_run:
-                try:  # what an earlier pass deleted; a failure here delays no deletion
-                    self._prove_pending()
-                except RetentiondError as e:
-                    app.metrics.errors.labels(stage="proof").inc()
-                    logger.error("deletion proofs not appended, retried at the end of the "
-                                 "pass: %s", e, extra={"event": "sweep.proof_failed"})
+                # erasures of another process (a ``subject erase`` whose own scrub met a
+                # reader) leave the -wal file here, proofs pending or not; briefly: a
+                # reader stuck elsewhere must not slow every pass
+                app.catalog.scrub(force=True, wait_ms=SCRUB_QUICK_MS)
+                # what an earlier pass deleted; a failure here delays no deletion, and
+                # waits briefly: the end of the pass waits the full time
+                self._prove_logged(proven, when="start", wait_ms=SCRUB_QUICK_MS)
             pending = {oid for oid, _ in app.catalog.pending_proofs()}
             # about how many objects the vault holds: lets it pick the cheaper listing
             population = sum(n for _, state, n, _ in app.catalog.counts()
@@ -182,13 +187,14 @@ class Sweeper:
             # recordings the reconciler found gone from the vault: their deletion lists
             # the store first, so the record names no version it did not see
             missing: set[str] | None = None
-            left = 0  # due recordings left for the next pass after a stop request
+            stopped = False  # a stop request ends the walk; the rest waits for next pass
+            proof_ok = True  # proving batch by batch stops at the first failure
 
             def delete_due() -> None:
-                """Delete the due batch, unless a stop was requested (then count it)."""
-                nonlocal missing, left
-                if left or (should_stop is not None and should_stop()):
-                    left += len(due)
+                """Delete the due batch, unless a stop was requested."""
+                nonlocal missing, stopped
+                if should_stop is not None and should_stop():
+                    stopped = True
                 elif due:
                     if missing is None:
                         missing = self._missing()
@@ -196,33 +202,45 @@ class Sweeper:
                                                       population=population, missing=missing))
                 due.clear()
 
-            # the walk finds what is due page by page; every DELETE_BATCH due recordings
-            # are deleted as one batch, so memory stays in proportion to a batch
-            for plan in self.iter_plan(at=now, only=only):
-                rec, d = plan.recording, plan.decision
-                if d.rule == "legal-hold-overdue":
-                    items.append(SweepItem(rec.id, rec.purpose, "held-overdue", d.rule, d.due))
-                    continue
-                if d.rule == "unknown-purpose":  # kept (fail closed), but never silently
-                    items.append(SweepItem(rec.id, rec.purpose, "kept-unknown-purpose", d.rule,
-                                           None, error=d.reasons[0]))
-                    continue
-                if d.action is not Action.DELETE or rec.id in pending:
-                    continue
-                if dry_run:
-                    items.append(SweepItem(rec.id, rec.purpose, "would-delete", d.rule, d.due))
-                    continue
-                due.append((rec, d))
-                if len(due) >= DELETE_BATCH:
+            try:
+                # the walk finds what is due page by page; every DELETE_BATCH due
+                # recordings are deleted and proven as one batch, so memory stays in
+                # proportion to a batch and a failure later in the walk loses no proof
+                for plan in self.iter_plan(at=now, only=only):
+                    rec, d = plan.recording, plan.decision
+                    if d.rule == "legal-hold-overdue":
+                        items.append(SweepItem(rec.id, rec.purpose, "held-overdue", d.rule,
+                                               d.due))
+                        continue
+                    if d.rule == "unknown-purpose":  # kept (fail closed), never silently
+                        items.append(SweepItem(rec.id, rec.purpose, "kept-unknown-purpose",
+                                               d.rule, None, error=d.reasons[0]))
+                        continue
+                    if d.action is not Action.DELETE or rec.id in pending:
+                        continue
+                    if dry_run:
+                        items.append(SweepItem(rec.id, rec.purpose, "would-delete", d.rule,
+                                               d.due))
+                        continue
+                    due.append((rec, d))
+                    if len(due) >= DELETE_BATCH:
+                        delete_due()
+                        if stopped:
+                            break
+                        if proof_ok:
+                            proof_ok = self._prove_logged(proven, when="batch")
+                if not stopped:
                     delete_due()
-            delete_due()
-            if left:
-                logger.info("stop requested: %d due deletions left for the next pass",
-                            left, extra={"event": "sweep.stopped"})
-            proven: dict[str, int] = {}
+            except BaseException:
+                if not dry_run:  # prove what this pass deleted before the error goes up
+                    self._prove_logged(proven, when="error")
+                raise
+            if stopped:
+                logger.info("stop requested: the due deletions not yet made are left for "
+                            "the next pass", extra={"event": "sweep.stopped"})
             if not dry_run:
                 try:
-                    proven = self._prove_pending()
+                    proven.update(self._prove_pending())
                 except RetentiondError as e:
                     app.metrics.errors.labels(stage="proof").inc()
                     logger.error("deletion proofs not appended, retried next pass: %s", e,
@@ -322,8 +340,23 @@ class Sweeper:
                                    "blocked-by-lock" if locked else "failed", d.rule, d.due,
                                    error=str(e)))
 
-    def _prove_pending(self) -> dict[str, int]:
-        """Append the records of deletions whose key is gone; returns id -> proof index."""
+    def _prove_logged(self, proven: dict[str, int], *, when: str,
+                      wait_ms: int | None = None) -> bool:
+        """``_prove_pending`` into ``proven``; a failure is logged and counted, not
+        raised (the end of the pass, or the next pass, tries again). False if it failed."""
+        try:
+            proven.update(self._prove_pending(wait_ms=wait_ms))
+        except RetentiondError as e:
+            self.app.metrics.errors.labels(stage="proof").inc()
+            logger.error("deletion proofs not appended (%s of the pass), retried later: %s",
+                         when, e, extra={"event": "sweep.proof_failed"})
+            return False
+        return True
+
+    def _prove_pending(self, *, wait_ms: int | None = None) -> dict[str, int]:
+        """Append the records of deletions whose key is gone; returns id -> proof index.
+        ``wait_ms``: how long the catalog scrub may wait for readers elsewhere (default
+        its full wait)."""
         app = self.app
         pending = app.catalog.pending_proofs()
         if not pending:
@@ -331,7 +364,7 @@ class Sweeper:
         # the record says the key is gone from the catalog: true once no image of it
         # is left in the catalog's -wal file either (sqlite_catalog: "scrub"), whichever
         # process destroyed it, hence forced
-        if not app.catalog.scrub(force=True):
+        if not app.catalog.scrub(force=True, wait_ms=wait_ms):
             raise ProofError(f"catalog {app.catalog.path}: another process still reads an "
                              "old snapshot, so destroyed keys may remain in its -wal file; "
                              f"{len(pending)} deletion proof(s) wait for the next pass")

@@ -346,3 +346,44 @@ def test_a_waiting_scrub_does_not_hold_the_catalog(cat, monkeypatch):
         reader.close()
     assert outcome == [False]
     assert cat.scrub(force=True) is True
+
+
+def test_closing_scrubs_an_erasure_a_reader_delayed(cat, caplog):
+    """`retentiond subject erase` (or an ingest rolled back) while `retentiond ls` reads
+    in another process: the erasing write's quick scrub gives up, closing tries again."""
+    cat.insert_ingesting(rec("c1"), wrapped=SECRET, notes_sealed=None)
+    keeper = sqlite3.connect(cat.path)  # keeps -wal from going when cat closes
+    keeper.execute("SELECT COUNT(*) FROM meta").fetchone()
+    reader = sqlite3.connect(cat.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
+    try:
+        cat.rollback_ingest("c1")
+        assert cat.dirty and SECRET.blob in catalog_files(cat.path)
+    finally:
+        reader.rollback()
+        reader.close()
+    cat.close()
+    try:
+        assert SECRET.blob not in catalog_files(cat.path)
+    finally:
+        keeper.close()
+
+
+def test_opening_beside_a_reader_does_not_warn(tmp_path, caplog):
+    path = tmp_path / "catalog.db"
+    first = SQLiteCatalog(path)
+    store(first, rec("o1"))
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM recordings").fetchone()
+    try:
+        second = SQLiteCatalog(path)  # its opening scrub cannot finish: routine, quiet
+        assert "still reads an old snapshot" not in caplog.text
+        assert second.dirty  # the next scrub tries again
+    finally:
+        reader.rollback()
+        reader.close()
+    assert second.scrub() is True and not second.dirty
+    second.close()
+    first.close()

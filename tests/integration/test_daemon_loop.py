@@ -172,3 +172,35 @@ def test_recovery_survives_a_row_deleted_before_its_plaintext_removal_was_record
     assert app.catalog.get("r1").source is None and app.catalog.get("r1").inbox_pending
     assert Ingestor(app).recover() == 1
     assert not app.catalog.get("r1").inbox_pending
+
+
+def test_each_turn_scrubs_an_erasure_a_reader_delayed(app, clock, monkeypatch):
+    """An ingest rolled back while another process read the catalog: its quick scrub
+    gave up, and nothing else may force one for hours (no deletion pending a proof), so
+    the daemon's loop tries again at its next turn."""
+    import sqlite3
+
+    from tests.integration.test_catalog import SECRET, catalog_files, rec
+
+    daemon = Daemon(app)
+    monkeypatch.setattr(daemon.sweeper, "sweep", lambda **_: None)  # not the sweep's scrub
+    monkeypatch.setattr(daemon, "next_due_in", lambda **_: None)
+    app.catalog.insert_ingesting(rec("d1"), wrapped=SECRET, notes_sealed=None)
+    reader = sqlite3.connect(app.catalog.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM data_keys").fetchone()
+    app.catalog.rollback_ingest("d1")
+    reader.rollback()
+    reader.close()
+    assert app.catalog.dirty and SECRET.blob in catalog_files(app.catalog.path)
+    runner = threading.Thread(target=daemon.run_forever)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while app.catalog.dirty and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert SECRET.blob not in catalog_files(app.catalog.path)
+    finally:
+        daemon.request_stop()
+        runner.join(10)
+    assert not runner.is_alive()

@@ -326,14 +326,22 @@ def test_a_sweep_walks_pages_and_deletes_in_batches(app: App, clock: ManualClock
     assert app.proof_log.size() == 7
 
 
-def test_a_stop_during_the_walk_counts_what_is_left(app: App, clock: ManualClock,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stop_during_the_walk_ends_the_walk(app: App, clock: ManualClock,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
     _due(app, clock, 5)
     monkeypatch.setattr(sweep_module, "PLAN_PAGE", 2)
     monkeypatch.setattr(sweep_module, "DELETE_BATCH", 2)
     caplog.set_level(logging.INFO, logger="retentiond.service.sweep")
     asked: list[int] = []
+    pages: list[int] = []
+    live_page = app.catalog.live_page
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pages.append(1)
+        return live_page(*args, **kwargs)
+
+    monkeypatch.setattr(app.catalog, "live_page", counted)
 
     def stop_after_one() -> bool:
         asked.append(1)
@@ -341,8 +349,40 @@ def test_a_stop_during_the_walk_counts_what_is_left(app: App, clock: ManualClock
 
     report = Sweeper(app).sweep(now=clock.now(), should_stop=stop_after_one)
     assert [i.outcome for i in report.items] == ["deleted"] * 2
-    assert "3 due deletions left for the next pass" in caplog.text
+    assert all(i.proof_index is not None for i in report.items)
+    assert "stop requested" in caplog.text
     assert len(asked) == 2  # asked before each batch until it said stop, then not again
+    assert len(pages) == 2  # the third page is not read once stopped
+    rest = Sweeper(app).sweep(now=clock.now())  # the next pass does the rest
+    assert [i.outcome for i in rest.items] == ["deleted"] * 3
+    assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 5
+
+
+def test_each_full_batch_is_proven_before_the_walk_goes_on(
+        app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proofs are appended batch by batch: an error later in the walk leaves the
+    deletions already made proven, and the error still reaches the caller."""
+    _due(app, clock, 5)
+    monkeypatch.setattr(sweep_module, "PLAN_PAGE", 2)
+    monkeypatch.setattr(sweep_module, "DELETE_BATCH", 2)
+    live_page = app.catalog.live_page
+    calls: list[int] = []
+
+    def fails_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise StorageError("catalog: disk I/O error")
+        return live_page(*args, **kwargs)
+
+    monkeypatch.setattr(app.catalog, "live_page", fails_third)
+    with pytest.raises(StorageError):
+        Sweeper(app).sweep(now=clock.now())
+    assert app.catalog.pending_proofs() == []  # the 4 deleted are all proven
+    assert app.proof_log.size() == 4
+    monkeypatch.setattr(app.catalog, "live_page", live_page)
+    rest = Sweeper(app).sweep(now=clock.now())
+    assert [i.outcome for i in rest.items] == ["deleted"]
+    assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 5
 
 
 def _catalog_files(path: Path) -> bytes:
@@ -402,3 +442,20 @@ def test_a_pending_proof_that_cannot_be_appended_delays_no_deletion(
     assert app.catalog.get(second.id).state is State.DELETING  # deleted all the same
     assert app.catalog.wrapped_key(second.id) is None
     assert app.metrics.errors.labels(stage="proof")._value.get() == 2
+
+
+def test_a_pass_scrubs_what_another_process_erased_with_no_proof_pending(
+        app: App, clock: ManualClock) -> None:
+    """A `retentiond subject erase` in another process met a reader and exited before
+    its scrub could finish: nothing waits for a proof, yet the daemon's next pass leaves
+    no image of the erased key in -wal."""
+    (rec,) = _due(app, clock, 1)
+    blob = app.catalog.wrapped_key(rec.id).blob  # type: ignore[union-attr]
+    other = sqlite3.connect(app.catalog.path)  # erases and dies before any checkpoint
+    other.execute("PRAGMA secure_delete=ON")
+    other.execute("DELETE FROM data_keys WHERE object_id=?", (rec.id,))
+    other.commit()
+    other.close()
+    assert blob in _catalog_files(app.catalog.path) and not app.catalog.dirty
+    Sweeper(app).sweep(now=clock.now() - timedelta(days=3650))  # nothing due then
+    assert blob not in _catalog_files(app.catalog.path)

@@ -285,6 +285,8 @@ class SQLiteCatalog:
         # -wal may hold images of erased content: unknown at opening (a process may have
         # died before its scrub); tried at once without waiting, else by the next scrub
         self._dirty = True
+        self._erased = False  # dirty because of an erasing write of this process
+        self._closed = False
         self.scrub(wait_ms=0, quiet=True)
 
     def _migrate(self) -> None:
@@ -325,10 +327,17 @@ class SQLiteCatalog:
             raise
 
     def close(self) -> None:
-        """Close, after a last scrub if an erasing write is not scrubbed yet (a command
-        such as ``subject erase`` exits here; the daemon's next pass forces one anyway)."""
-        self.scrub(wait_ms=SCRUB_WAIT_MS)
+        """Close (once; again does nothing), after a last scrub if an erasing write of
+        this process is not scrubbed yet: every CLI command closes its catalog before it
+        exits (``subject erase`` whose scrub met a reader waits for it here, up to
+        SCRUB_WAIT_MS). Dirty only since opening (nothing erased here): one quiet try."""
         with self._locked():
+            if self._closed:
+                return
+            erased = self._erased
+        self.scrub(wait_ms=SCRUB_WAIT_MS if erased else 0, quiet=not erased)
+        with self._locked():
+            self._closed = True
             self._db.close()
 
     @property
@@ -355,6 +364,8 @@ class SQLiteCatalog:
             # one try at a time, never waiting inside SQLite with the connection held:
             # the ingest workers' writes go on between tries
             with self._locked():
+                if self._closed:
+                    return not self._dirty
                 if not (self._dirty or force):
                     return True
                 try:
@@ -373,7 +384,7 @@ class SQLiteCatalog:
                     return False
                 # (0, -1, -1) outside WAL mode: a rollback journal leaves nothing behind
                 if row is not None and row[0] == 0:
-                    self._dirty = False
+                    self._dirty = self._erased = False
                     return True
             if time.monotonic() >= deadline:
                 logger.log(logging.DEBUG if quiet else logging.WARNING,
@@ -421,7 +432,7 @@ class SQLiteCatalog:
         failure: BaseException | None = None
         with self._locked(join=True):
             if erases:  # before the write: whatever becomes of it, -wal may hold images
-                self._dirty = True
+                self._dirty = self._erased = True
             if self._depth:  # nested in this thread's own write: part of it
                 yield self._db
                 return
@@ -553,7 +564,7 @@ class SQLiteCatalog:
             dropped = _count_sampling(db, object_id, ingested=1, over_cap=0) if tally else 0
         if dropped:  # a month of the tally went (once a month): scrub it out of -wal too
             with self._locked():
-                self._dirty = True
+                self._dirty = self._erased = True
             self.scrub()
 
     def clear_inbox_pending(self, object_id: str) -> None:

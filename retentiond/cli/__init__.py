@@ -24,6 +24,7 @@ from retentiond.cli import (
     setup_cmd,
     subject_cmd,
 )
+from retentiond.cli.common import close_apps
 from retentiond.errors import EXIT_USAGE, RetentiondError
 from retentiond.logsetup import setup_logging
 
@@ -67,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "daemon_logging", False):
         setup_logging(level=os.environ.get("RETENTIOND_LOG_LEVEL", "error"))
     try:
-        return int(args.func(args))
+        try:
+            return int(args.func(args))
+        finally:
+            close_apps()
     except RetentiondError as e:
         sys.stderr.write(f"retentiond: error: {e.message}\n")
         return e.exit_code

@@ -27,10 +27,22 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(find_config(args.config, os.environ), overrides=overrides)
 
 
+# the apps this command opened: ``close_apps`` closes them before the process exits, so
+# an erasing write whose catalog scrub met a reader gets its last try (sqlite_catalog)
+_opened: list[App] = []
+
+
+def close_apps() -> None:
+    """Close every app ``app_from`` opened (closing twice does nothing)."""
+    while _opened:
+        _opened.pop().close()
+
+
 def app_from(args: argparse.Namespace, *, need_signer: bool = True, **overrides: Any) -> App:
     """The App for a command; a command that acts (signs proofs: ``ingest``, ``sweep``,
     ``run``) first audits a change of the policy in force."""
     app = build_app(settings_from(args, **overrides), need_signer=need_signer)
+    _opened.append(app)
     if need_signer:
         record_policy_in_force(app, actor=actor_default(), now=now())
     return app

@@ -415,6 +415,8 @@ class Daemon:
                     if app.clock.monotonic() >= sweep_at:
                         self.sweeper.sweep(now=app.clock.now(),
                                            should_stop=lambda: self._stop)
+                        if self._stop:  # the next wake-up walks every live recording
+                            break
                         due_in = self.next_due_in(now=app.clock.now())
                         interval = app.settings.sweep_interval_seconds
                         sweep_at = app.clock.monotonic() + (
@@ -426,8 +428,8 @@ class Daemon:
                     sweep_at = app.clock.monotonic() + 5.0
                 # an erasing write (a rolled-back ingest, a deletion) whose quick scrub met
                 # a reader elsewhere: its -wal images go at the next turn, proofs or not
-                if app.catalog.dirty:
-                    app.catalog.scrub()
+                if app.catalog.dirty:  # (its first failure was logged: quiet retries)
+                    app.catalog.scrub(quiet=True)
                 waits = [sweep_at - app.clock.monotonic(), MAX_SLEEP_SECONDS,
                          app.settings.reconcile_interval_seconds]
                 if next_file_in is not None:

@@ -154,7 +154,9 @@ class Sweeper:
               only: Collection[str] | None = None) -> SweepReport:
         """One enforcement pass. Deletion failures are reported and retried next pass.
         ``should_stop`` (SIGTERM) is asked before each batch of deletions: the pass then
-        ends after proving what it deleted; the rest waits for the next pass. Proofs
+        ends after proving what it deleted (not a whole pass: it does not set
+        ``retentiond_last_sweep_success_timestamp_seconds``); the rest waits for the
+        next pass. Proofs
         are appended after each full batch and at the end of the pass, also when an
         error ends it early.
 
@@ -171,6 +173,8 @@ class Sweeper:
         due: list[tuple[Recording, Decision]] = []
         deleted: dict[str, tuple[str, str, datetime | None]] = {}
         proven: dict[str, int] = {}
+        proof_ok = True  # proving batch by batch stops at the first failure
+        stopped = False  # a stop request ends the walk; the rest waits for the next pass
         with app.exclusive("sweep"):
             if not dry_run:
                 # erasures of another process (a ``subject erase`` whose own scrub met a
@@ -179,7 +183,7 @@ class Sweeper:
                 app.catalog.scrub(force=True, wait_ms=SCRUB_QUICK_MS)
                 # what an earlier pass deleted; a failure here delays no deletion, and
                 # waits briefly: the end of the pass waits the full time
-                self._prove_logged(proven, when="start", wait_ms=SCRUB_QUICK_MS)
+                proof_ok = self._prove_logged(proven, when="start", wait_ms=SCRUB_QUICK_MS)
             pending = {oid for oid, _ in app.catalog.pending_proofs()}
             # about how many objects the vault holds: lets it pick the cheaper listing
             population = sum(n for _, state, n, _ in app.catalog.counts()
@@ -187,15 +191,15 @@ class Sweeper:
             # recordings the reconciler found gone from the vault: their deletion lists
             # the store first, so the record names no version it did not see
             missing: set[str] | None = None
-            stopped = False  # a stop request ends the walk; the rest waits for next pass
-            proof_ok = True  # proving batch by batch stops at the first failure
 
             def delete_due() -> None:
                 """Delete the due batch, unless a stop was requested."""
                 nonlocal missing, stopped
+                if not due:
+                    return
                 if should_stop is not None and should_stop():
                     stopped = True
-                elif due:
+                else:
                     if missing is None:
                         missing = self._missing()
                     deleted.update(self._delete_batch(due, now=now, items=items,
@@ -233,7 +237,12 @@ class Sweeper:
                     delete_due()
             except BaseException:
                 if not dry_run:  # prove what this pass deleted before the error goes up
-                    self._prove_logged(proven, when="error")
+                    try:
+                        self._prove_logged(proven, when="error", wait_ms=SCRUB_QUICK_MS)
+                    except Exception:  # the walk's error is the one to report
+                        logger.exception("deletion proofs not appended after an error; "
+                                         "retried next pass",
+                                         extra={"event": "sweep.proof_failed"})
                 raise
             if stopped:
                 logger.info("stop requested: the due deletions not yet made are left for "
@@ -253,7 +262,7 @@ class Sweeper:
         report = SweepReport(now=now, dry_run=dry_run, items=tuple(done + items))
         if not dry_run and only is None:
             app.metrics.sweep_duration.observe(app.clock.monotonic() - started)
-            if report.count("failed") == 0:
+            if report.count("failed") == 0 and not stopped:  # a stopped pass is not whole
                 app.metrics.last_sweep_success.set(now.timestamp())
         return report
 

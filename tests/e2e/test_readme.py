@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,11 @@ def test_readme_run_command_gives_a_working_daemon(tmp_path):
                      what="daemon start", proc=proc)
             staging = tmp_path / "call-0001.wav"
             data = make_wav(staging, seconds=1)
+            # an hour ago, in Paris: training keeps it 6 months, whatever day this runs
+            paris = timezone(timedelta(hours=1))
+            recorded = datetime.now(paris).replace(microsecond=0) - timedelta(hours=1)
             write_sidecar(staging, purpose="training", call_id="C-0001",
-                          recorded_at="2026-11-23T09:30:00+01:00")
+                          recorded_at=recorded.isoformat())
             os.rename(tmp_path / "call-0001.wav.json", demo / "inbox" / "call-0001.wav.json")
             os.rename(staging, demo / "inbox" / "call-0001.wav")
             wait_for(lambda: not any((demo / "inbox").iterdir()), timeout=30,

@@ -212,7 +212,9 @@ def report_setup(setup_dir: Path, tmp_path: Path) -> dict:
     assert run_cli("hold", "add", held, "--reason", "dispute 77", setup=setup_dir).returncode == 0
     p = run_cli("sweep", "--json", setup=setup_dir)
     assert p.returncode == 1, p.stderr  # held-overdue is a warning
-    sweep_day = datetime.now(UTC).date().isoformat()
+    # the pass's own day (UTC), not the clock's after it: a run may cross midnight
+    sweep_day = datetime.fromisoformat(json.loads(p.stdout)["at"]).astimezone(UTC).date(
+    ).isoformat()
     out = tmp_path / "copy.wav"
     p = run_cli("get", before["T-2"]["id"], "--out", str(out), "--actor", "dpo",
                 "--reason", "audit sample", setup=setup_dir)

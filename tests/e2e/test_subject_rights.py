@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from retentiond.core.duration import parse_duration
 from retentiond.core.model import State
 from retentiond.errors import StorageError
 from retentiond.service.ingest import Ingestor
@@ -237,7 +238,7 @@ def test_erase_keeps_banking_evidence_under_min_retention_until_its_floor(short_
     p = _ok(run_cli("subject", "erase", S, "--reason", "DSAR-3", "--json", setup=short_setup),
             1)
     receipt = json.loads(p.stdout)
-    floor = recorded.replace(year=recorded.year + 5)
+    floor = parse_duration("P5Y").add_to(recorded)  # 29 February: 28 February + 5 years
     assert [d["id"] for d in receipt["deleted"]] == [t]
     [kept] = receipt["kept"]
     assert (kept["id"], kept["stays_because"], kept["held"]) == (k, "minimum-retention", False)
@@ -522,3 +523,29 @@ def test_receipt_survives_a_reader_that_delays_the_proofs(app, clock, monkeypatc
     assert [(d.id, d.proof_index) for d in receipt.deleted] == [(a, None)]
     Sweeper(app).sweep(now=clock.now())  # the next pass appends the proof
     assert app.catalog.get(a).state is State.DELETED
+
+
+@pytest.mark.parametrize("args, code", [
+    (["subject", "erase", S, "--reason", "DSAR"], 0),
+    (["ls", "--json"], 0),
+    (["hold", "remove", "no-such-id", "--reason", "r"], None),  # an error ends it
+])
+def test_every_command_closes_its_catalog_before_it_exits(short_setup, tmp_path,
+                                                          monkeypatch, args, code):
+    """Closing is the erasing write's last chance to scrub the catalog's -wal file when a
+    reader elsewhere made its own scrub give up (sqlite_catalog ``close``)."""
+    from retentiond.cli import common, main
+
+    _ingest(short_setup, tmp_path, "a.wav", seed=1, purpose="training", subject=S)
+    opened: list[Any] = []
+    real = common.build_app
+
+    def capture(*a: Any, **kw: Any) -> Any:
+        opened.append(real(*a, **kw))
+        return opened[-1]
+
+    monkeypatch.setattr(common, "build_app", capture)
+    monkeypatch.setenv("RETENTIOND_CONFIG", str(short_setup / "retentiond.yaml"))
+    result = main(args)
+    assert code is None or result == code
+    assert opened and all(app.catalog._closed for app in opened)

@@ -387,3 +387,31 @@ def test_opening_beside_a_reader_does_not_warn(tmp_path, caplog):
     assert second.scrub() is True and not second.dirty
     second.close()
     first.close()
+
+
+def test_closing_after_a_busy_opening_neither_waits_nor_warns_and_twice_is_fine(
+        tmp_path, caplog):
+    """Dirty only because its opening scrub met a reader (nothing erased by this
+    process): `retentiond ls` must not wait 5 s at exit for it."""
+    import time as time_module
+
+    path = tmp_path / "catalog.db"
+    first = SQLiteCatalog(path)
+    store(first, rec("q1"))
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM recordings").fetchone()
+    try:
+        second = SQLiteCatalog(path)
+        assert second.dirty
+        started = time_module.monotonic()
+        second.close()
+        assert time_module.monotonic() - started < 1.0
+        second.close()  # again: nothing
+        assert second.scrub() is False  # closed and still dirty: says so, never raises
+        assert "still reads an old snapshot" not in caplog.text
+        assert "closed database" not in caplog.text
+    finally:
+        reader.rollback()
+        reader.close()
+    first.close()

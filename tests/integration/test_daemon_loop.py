@@ -204,3 +204,21 @@ def test_each_turn_scrubs_an_erasure_a_reader_delayed(app, clock, monkeypatch):
         daemon.request_stop()
         runner.join(10)
     assert not runner.is_alive()
+
+
+def test_a_stop_during_the_sweep_ends_the_loop_without_the_wake_up_walk(app, monkeypatch):
+    """SIGTERM arrives while a pass runs: the daemon stops when the pass returns, without
+    walking every live recording again for its next wake-up (TimeoutStopSec)."""
+    daemon = Daemon(app)
+    walks: list[int] = []
+
+    def sweep(**kw):
+        daemon.request_stop()  # the signal handler, during the pass
+        assert kw["should_stop"]()
+
+    monkeypatch.setattr(daemon.sweeper, "sweep", sweep)
+    monkeypatch.setattr(daemon, "next_due_in", lambda **_: walks.append(1))
+    runner = threading.Thread(target=daemon.run_forever)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive() and walks == []

@@ -353,8 +353,11 @@ def test_a_stop_during_the_walk_ends_the_walk(app: App, clock: ManualClock,
     assert "stop requested" in caplog.text
     assert len(asked) == 2  # asked before each batch until it said stop, then not again
     assert len(pages) == 2  # the third page is not read once stopped
+    success = "retentiond_last_sweep_success_timestamp_seconds"
+    assert app.metrics.registry.get_sample_value(success) in (None, 0.0)  # not whole
     rest = Sweeper(app).sweep(now=clock.now())  # the next pass does the rest
     assert [i.outcome for i in rest.items] == ["deleted"] * 3
+    assert app.metrics.registry.get_sample_value(success) == clock.now().timestamp()
     assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 5
 
 
@@ -368,16 +371,20 @@ def test_each_full_batch_is_proven_before_the_walk_goes_on(
     live_page = app.catalog.live_page
     calls: list[int] = []
 
+    at_third: list[int] = []
+
     def fails_third(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 3:
+            at_third.append(app.proof_log.size())
             raise StorageError("catalog: disk I/O error")
         return live_page(*args, **kwargs)
 
     monkeypatch.setattr(app.catalog, "live_page", fails_third)
     with pytest.raises(StorageError):
         Sweeper(app).sweep(now=clock.now())
-    assert app.catalog.pending_proofs() == []  # the 4 deleted are all proven
+    assert at_third == [4]  # both full batches proven before the walk went on
+    assert app.catalog.pending_proofs() == []
     assert app.proof_log.size() == 4
     monkeypatch.setattr(app.catalog, "live_page", live_page)
     rest = Sweeper(app).sweep(now=clock.now())
@@ -459,3 +466,19 @@ def test_a_pass_scrubs_what_another_process_erased_with_no_proof_pending(
     assert blob in _catalog_files(app.catalog.path) and not app.catalog.dirty
     Sweeper(app).sweep(now=clock.now() - timedelta(days=3650))  # nothing due then
     assert blob not in _catalog_files(app.catalog.path)
+
+
+def test_an_error_after_keys_are_destroyed_still_proves_them(
+        app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever ends the pass after the keys went (here a bug counting the metric), the
+    deletions are proven before the error goes up: the record does not wait a pass."""
+    _due(app, clock, 3)
+
+    def broken(**labels: str) -> Any:
+        raise RuntimeError("metrics bug")
+
+    monkeypatch.setattr(app.metrics.deletions, "labels", broken)
+    with pytest.raises(RuntimeError, match="metrics bug"):
+        Sweeper(app).sweep(now=clock.now())
+    assert app.catalog.pending_proofs() == []
+    assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 3

@@ -2,8 +2,11 @@
 or case, the sampling tally, notes findings, erasure requests and deletions by day."""
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -370,20 +373,27 @@ def test_closing_scrubs_an_erasure_a_reader_delayed(cat, caplog):
         keeper.close()
 
 
-def test_opening_beside_a_reader_does_not_warn(tmp_path, caplog):
-    path = tmp_path / "catalog.db"
-    first = SQLiteCatalog(path)
-    store(first, rec("o1"))
+@contextmanager
+def reading_elsewhere(path: Path) -> Iterator[None]:
+    """Another process's reader (`retentiond ls` mid-query) holding its snapshot."""
     reader = sqlite3.connect(path)
     reader.execute("BEGIN")
     reader.execute("SELECT COUNT(*) FROM recordings").fetchone()
     try:
-        second = SQLiteCatalog(path)  # its opening scrub cannot finish: routine, quiet
-        assert "still reads an old snapshot" not in caplog.text
-        assert second.dirty  # the next scrub tries again
+        yield
     finally:
         reader.rollback()
         reader.close()
+
+
+def test_opening_beside_a_reader_does_not_warn(tmp_path, caplog):
+    path = tmp_path / "catalog.db"
+    first = SQLiteCatalog(path)
+    store(first, rec("o1"))
+    with reading_elsewhere(path):
+        second = SQLiteCatalog(path)  # its opening scrub cannot finish: routine, quiet
+        assert "still reads an old snapshot" not in caplog.text
+        assert second.dirty  # the next scrub tries again
     assert second.scrub() is True and not second.dirty
     second.close()
     first.close()
@@ -398,10 +408,7 @@ def test_closing_after_a_busy_opening_neither_waits_nor_warns_and_twice_is_fine(
     path = tmp_path / "catalog.db"
     first = SQLiteCatalog(path)
     store(first, rec("q1"))
-    reader = sqlite3.connect(path)
-    reader.execute("BEGIN")
-    reader.execute("SELECT COUNT(*) FROM recordings").fetchone()
-    try:
+    with reading_elsewhere(path):
         second = SQLiteCatalog(path)
         assert second.dirty
         started = time_module.monotonic()
@@ -411,7 +418,4 @@ def test_closing_after_a_busy_opening_neither_waits_nor_warns_and_twice_is_fine(
         assert second.scrub() is False  # closed and still dirty: says so, never raises
         assert "still reads an old snapshot" not in caplog.text
         assert "closed database" not in caplog.text
-    finally:
-        reader.rollback()
-        reader.close()
     first.close()

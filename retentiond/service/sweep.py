@@ -309,13 +309,14 @@ class Sweeper:
                                         population=population, known=known)
         crashpoint("sweep.after_vault_delete")
         gone: list[tuple[Recording, Decision, bytes]] = []
+        vault_url = app.vault.url  # once: a folder's resolves its path every time
         for rec, d in live:
             result = results[rec.location]
             if isinstance(result, StorageError):
                 self._failed([(rec, d)], result, items)
                 continue
             gone.append((rec, d, deletion_record(rec, decision=d, result=result,
-                                                 vault_url=app.vault.url, policy=app.policy,
+                                                 vault_url=vault_url, policy=app.policy,
                                                  now=now)))
         try:
             app.catalog.destroy_keys([(rec.id, record, now) for rec, _, record in gone])

@@ -534,8 +534,11 @@ def test_every_command_closes_its_catalog_before_it_exits(short_setup, tmp_path,
                                                           monkeypatch, args, code):
     """Closing is the erasing write's last chance to scrub the catalog's -wal file when a
     reader elsewhere made its own scrub give up (sqlite_catalog ``close``)."""
+    import retentiond.cli as cli
     from retentiond.cli import common, main
 
+    # in this process: main() would set the log level for every later test (caplog)
+    monkeypatch.setattr(cli, "setup_logging", lambda **_: None)
     _ingest(short_setup, tmp_path, "a.wav", seed=1, purpose="training", subject=S)
     opened: list[Any] = []
     real = common.build_app

@@ -156,9 +156,8 @@ class Sweeper:
         ``should_stop`` (SIGTERM) is asked before each batch of deletions: the pass then
         ends after proving what it deleted (not a whole pass: it does not set
         ``retentiond_last_sweep_success_timestamp_seconds``); the rest waits for the
-        next pass. Proofs
-        are appended after each full batch and at the end of the pass, also when an
-        error ends it early.
+        next pass. Proofs are appended after each full batch and at the end of the pass,
+        also when an error ends it early.
 
         ``only`` limits the pass to those recording ids (``subject erase``): the same
         decisions and deletion order, on fewer recordings. Deletions already pending a
@@ -178,9 +177,10 @@ class Sweeper:
         with app.exclusive("sweep"):
             if not dry_run:
                 # erasures of another process (a ``subject erase`` whose own scrub met a
-                # reader) leave the -wal file here, proofs pending or not; briefly: a
-                # reader stuck elsewhere must not slow every pass
-                app.catalog.scrub(force=True, wait_ms=SCRUB_QUICK_MS)
+                # reader, and said so) leave the -wal file here, proofs pending or not;
+                # briefly and quietly: a reader elsewhere must not slow or flood every
+                # pass (the proof gate below warns when a proof has to wait for it)
+                app.catalog.scrub(force=True, wait_ms=SCRUB_QUICK_MS, quiet=True)
                 # what an earlier pass deleted; a failure here delays no deletion, and
                 # waits briefly: the end of the pass waits the full time
                 proof_ok = self._prove_logged(proven, when="start", wait_ms=SCRUB_QUICK_MS)

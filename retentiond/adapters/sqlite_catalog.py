@@ -287,6 +287,7 @@ class SQLiteCatalog:
         self._dirty = True
         self._erased = False  # dirty because of an erasing write of this process
         self._closed = False
+        self._full_wait_failed_at: float | None = None  # monotonic: a reader stuck then
         self.scrub(wait_ms=0, quiet=True)
 
     def _migrate(self) -> None:
@@ -330,12 +331,16 @@ class SQLiteCatalog:
         """Close (once; again does nothing), after a last scrub if an erasing write of
         this process is not scrubbed yet: every CLI command closes its catalog before it
         exits (``subject erase`` whose scrub met a reader waits for it here, up to
-        SCRUB_WAIT_MS). Dirty only since opening (nothing erased here): one quiet try."""
+        SCRUB_WAIT_MS; briefly if a full wait just failed: the same reader is likely
+        still there). Dirty only since opening (nothing erased here): one quiet try."""
         with self._locked():
             if self._closed:
                 return
             erased = self._erased
-        self.scrub(wait_ms=SCRUB_WAIT_MS if erased else 0, quiet=not erased)
+            failed_at = self._full_wait_failed_at
+        recent = failed_at is not None and time.monotonic() - failed_at < SCRUB_WAIT_MS / 1000
+        wait_ms = (SCRUB_QUICK_MS if recent else SCRUB_WAIT_MS) if erased else 0
+        self.scrub(wait_ms=wait_ms, quiet=not erased)
         with self._locked():
             self._closed = True
             self._db.close()
@@ -387,6 +392,8 @@ class SQLiteCatalog:
                     self._dirty = self._erased = False
                     return True
             if time.monotonic() >= deadline:
+                if wait_ms >= SCRUB_WAIT_MS:
+                    self._full_wait_failed_at = time.monotonic()
                 logger.log(logging.DEBUG if quiet else logging.WARNING,
                            "catalog %s: another process still reads an old snapshot%s; "
                            "the -wal file is truncated later", self.path,

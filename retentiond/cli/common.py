@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from retentiond.service.policy_audit import record_policy_in_force
 from retentiond.service.wiring import App, build_app
 from retentiond.settings import Settings, find_config, load_settings
 
+logger = logging.getLogger(__name__)
+
 Handler = Callable[[argparse.Namespace], int]
 Subparsers = Any  # argparse's _SubParsersAction is private
 
@@ -33,9 +36,15 @@ _opened: list[App] = []
 
 
 def close_apps() -> None:
-    """Close every app ``app_from`` opened (closing twice does nothing)."""
+    """Close every app ``app_from`` opened (closing twice does nothing). A failure is
+    logged, never raised: the command's own outcome is what it exits with."""
     while _opened:
-        _opened.pop().close()
+        app = _opened.pop()
+        try:
+            app.close()
+        except Exception as e:  # noqa: BLE001 (closing must not replace the exit code)
+            logger.warning("closing the catalog %s: %s", app.settings.catalog_path, e,
+                           extra={"event": "catalog.close_failed"})
 
 
 def app_from(args: argparse.Namespace, *, need_signer: bool = True, **overrides: Any) -> App:

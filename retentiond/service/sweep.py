@@ -172,7 +172,7 @@ class Sweeper:
         due: list[tuple[Recording, Decision]] = []
         deleted: dict[str, tuple[str, str, datetime | None]] = {}
         proven: dict[str, int] = {}
-        proof_ok = True  # proving batch by batch stops at the first failure
+        proof_ok = True  # after a failure, batch proofs wait briefly for the catalog
         stopped = False  # a stop request ends the walk; the rest waits for the next pass
         with app.exclusive("sweep"):
             if not dry_run:
@@ -231,8 +231,8 @@ class Sweeper:
                         delete_due()
                         if stopped:
                             break
-                        if proof_ok:
-                            proof_ok = self._prove_logged(proven, when="batch")
+                        proof_ok = self._prove_logged(
+                            proven, when="batch", wait_ms=None if proof_ok else SCRUB_QUICK_MS)
                 if not stopped:
                     delete_due()
             except BaseException:
@@ -240,6 +240,7 @@ class Sweeper:
                     try:
                         self._prove_logged(proven, when="error", wait_ms=SCRUB_QUICK_MS)
                     except Exception:  # the walk's error is the one to report
+                        app.metrics.errors.labels(stage="proof").inc()
                         logger.exception("deletion proofs not appended after an error; "
                                          "retried next pass",
                                          extra={"event": "sweep.proof_failed"})

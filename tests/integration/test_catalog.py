@@ -419,3 +419,21 @@ def test_closing_after_a_busy_opening_neither_waits_nor_warns_and_twice_is_fine(
         assert "still reads an old snapshot" not in caplog.text
         assert "closed database" not in caplog.text
     first.close()
+
+
+def test_closing_right_after_a_full_wait_failed_waits_briefly(cat, monkeypatch):
+    """`subject erase` beside a stuck reader: the proof gate waited its full time in
+    vain; closing does not wait that long again for the same reader."""
+    import time as time_module
+
+    import retentiond.adapters.sqlite_catalog as module
+
+    monkeypatch.setattr(module, "SCRUB_WAIT_MS", 1500)
+    monkeypatch.setattr(module, "SCRUB_QUICK_MS", 10)
+    cat.insert_ingesting(rec("f1"), wrapped=SECRET, notes_sealed=None)
+    with reading_elsewhere(cat.path):
+        cat.rollback_ingest("f1")
+        assert cat.scrub(force=True) is False  # the full wait, in vain
+        started = time_module.monotonic()
+        cat.close()
+        assert time_module.monotonic() - started < 0.75

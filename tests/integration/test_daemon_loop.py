@@ -211,14 +211,15 @@ def test_a_stop_during_the_sweep_ends_the_loop_without_the_wake_up_walk(app, mon
     walking every live recording again for its next wake-up (TimeoutStopSec)."""
     daemon = Daemon(app)
     walks: list[int] = []
+    told: list[bool] = []
 
     def sweep(**kw):
         daemon.request_stop()  # the signal handler, during the pass
-        assert kw["should_stop"]()
+        told.append(kw["should_stop"]())
 
     monkeypatch.setattr(daemon.sweeper, "sweep", sweep)
     monkeypatch.setattr(daemon, "next_due_in", lambda **_: walks.append(1))
     runner = threading.Thread(target=daemon.run_forever)
     runner.start()
     runner.join(10)
-    assert not runner.is_alive() and walks == []
+    assert not runner.is_alive() and walks == [] and told == [True]

@@ -482,3 +482,30 @@ def test_an_error_after_keys_are_destroyed_still_proves_them(
         Sweeper(app).sweep(now=clock.now())
     assert app.catalog.pending_proofs() == []
     assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 3
+
+
+def test_a_proof_failing_after_an_error_does_not_hide_the_error(
+        app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk's error is the one that goes up, even when proving after it fails in
+    an unexpected way; that failure is counted, and the next pass proves."""
+    _due(app, clock, 2)
+
+    def broken(**labels: str) -> Any:
+        raise RuntimeError("metrics bug")
+
+    def append_bug(entries: Any) -> Any:
+        raise ValueError("proof store bug")
+
+    real_labels, real_append = app.metrics.deletions.labels, app.proof_log.append
+    monkeypatch.setattr(app.metrics.deletions, "labels", broken)
+    monkeypatch.setattr(app.proof_log, "append", append_bug)
+    with pytest.raises(RuntimeError, match="metrics bug"):
+        Sweeper(app).sweep(now=clock.now())
+    assert app.metrics.registry.get_sample_value(
+        "retentiond_errors_total", {"stage": "proof"}) == 1
+    assert len(app.catalog.pending_proofs()) == 2
+    monkeypatch.setattr(app.metrics.deletions, "labels", real_labels)
+    monkeypatch.setattr(app.proof_log, "append", real_append)
+    Sweeper(app).sweep(now=clock.now())
+    assert app.catalog.pending_proofs() == []
+    assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 2

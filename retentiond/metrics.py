@@ -267,6 +267,10 @@ class Metrics:
         )
         for kind in ("missing", "changed", "reappeared", "orphan"):
             self.store_findings.labels(kind=kind)
+        self.orphan_sidecars = Gauge(
+            "retentiond_inbox_orphan_sidecars", "Sidecars left in an inbox without their "
+            "recording (neither there nor ingested) for over an hour", registry=registry,
+        )
         # -- compliance -----------------------------------------------------------------
         self.notes_findings = Counter(
             "retentiond_notes_findings", "Recordings whose notes the notes lint flagged at "

@@ -29,7 +29,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +102,9 @@ NO_OVERRIDES = Overrides()
 _HASH_CHUNK = 1024 * 1024
 BIG_OBJECT = 8 * 1024 * 1024  # a bucket recording above this is "big" (multipart upload)
 BIG_AT_ONCE = 1
+# a sidecar whose recording neither arrived nor was ingested is reported after this long
+# (at least; 10 x ingest.sidecar_wait_seconds if longer): it may name the caller in clear
+ORPHAN_SIDECAR_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,9 @@ class Ingestor:
         self._discarded_at: float | None = None
         self._in_progress: set[str] = set()
         self._orphans_seen: dict[Path, float] = {}
+        # sidecars with no recording, present or ingested: where -> first seen (monotonic)
+        self._unmatched: dict[str, float] = {}
+        self._unmatched_reported: set[str] = set()
         self._closer = _BackgroundCloser()
         self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
         self._bucket_vault = is_s3(app.settings.vault)
@@ -711,6 +717,7 @@ class Ingestor:
         applied = 0
         mono = self.app.clock.monotonic()
         orphans = orphan_sidecars(root)
+        unmatched: dict[str, float] = {}  # where -> first seen
         seen = {root / r: self._orphans_seen.get(root / r, mono) for r in orphans}
         others = {k: v for k, v in self._orphans_seen.items() if not k.is_relative_to(root)}
         self._orphans_seen = others | seen
@@ -718,13 +725,15 @@ class Ingestor:
             # a sidecar dropped before its recording is not late: wait as long as a
             # recording waits for its sidecar before deciding it belongs to an old one
             if mono - seen[root / relpath] < self.app.settings.sidecar_wait_seconds:
+                unmatched[str(root / relpath)] = seen[root / relpath]
                 continue
             reldir, _, name = relpath[: -len(SIDECAR_SUFFIX)].rpartition("/")
             source = str(root / relpath[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
             if not recs:
-                continue  # waiting for its recording
+                unmatched[str(root / relpath)] = seen[root / relpath]  # waiting for it
+                continue
             rec = recs[-1]
             try:
                 dfd = open_dir_beneath(root, reldir)
@@ -739,6 +748,7 @@ class Ingestor:
                     applied += 1
             finally:
                 os.close(dfd)
+        self._track_unmatched(str(root) + os.sep, unmatched, mono=mono)
         return applied
 
     def apply_late_object_sidecars(self, inbox: S3Inbox, sidecar_keys: list[str], *,
@@ -747,12 +757,16 @@ class Ingestor:
         ``KEY.json`` objects listed without their recording. The recording's upload time
         is known here (S3 LastModified), so no extra wait is needed."""
         applied = 0
+        unmatched: dict[str, float] = {}  # where -> first seen
+        mono = self.app.clock.monotonic()
         for skey in sidecar_keys:
             source = inbox.url_of(skey[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
             if not recs:
-                continue  # waiting for its recording
+                where = inbox.url_of(skey)  # waiting for its recording
+                unmatched[where] = self._unmatched.get(where, mono)
+                continue
             try:
                 got = inbox.read_small(skey, limit=MAX_SIDECAR_BYTES)
             except (InputError, StorageError) as e:
@@ -769,7 +783,37 @@ class Ingestor:
             if self._late_sidecar(recs[-1], sidecar, error, now=now,
                                   remove=functools.partial(inbox.remove, pinned)):
                 applied += 1
+        self._track_unmatched(inbox.url_of(""), unmatched, mono=mono)
         return applied
+
+    def _track_unmatched(self, scope: str, unmatched: Mapping[str, float], *,
+                         mono: float) -> None:
+        """Sidecars of one inbox (paths or URLs starting with ``scope``, with when each
+        was first seen) whose recording is neither there nor ingested. One left for
+        ORPHAN_SIDECAR_SECONDS is reported once (``ingest.orphan_sidecar``) and counted
+        in ``retentiond_inbox_orphan_sidecars`` until it goes: a sidecar may name the
+        caller and carry notes in clear, so it must not linger unnoticed in an inbox
+        (CNIL: data kept no longer than its purpose needs). retentiond leaves it in
+        place: the recording may still come, and what to do with it is the operator's
+        call."""
+        seen = {k: v for k, v in self._unmatched.items() if not k.startswith(scope)}
+        seen.update(unmatched)
+        self._unmatched = seen
+        self._unmatched_reported &= set(seen)
+        grace = max(ORPHAN_SIDECAR_SECONDS, 10 * self.app.settings.sidecar_wait_seconds)
+        stale = {w for w in unmatched if mono - seen[w] >= grace}
+        new = stale - self._unmatched_reported
+        if new:
+            self._unmatched_reported |= new
+            # the inbox only, never the file's name: recorders put callers' numbers there
+            logger.warning("inbox %s: %d sidecar(s) left over %d min without the recording "
+                           "they describe (%d in all); they may name the caller: drop their "
+                           "recordings or remove them (the *.json files whose recording "
+                           "is absent)", scope.rstrip("/" + os.sep) or scope, len(new),
+                           grace // 60, len(stale),
+                           extra={"event": "ingest.orphan_sidecar"})
+        self.app.metrics.orphan_sidecars.set(
+            sum(1 for first in seen.values() if mono - first >= grace))
 
     def _late_sidecar(self, rec: Recording, sidecar: Sidecar | None, error: str | None, *,
                       now: datetime, remove: Callable[[], object]) -> bool:

@@ -387,3 +387,34 @@ def test_missing_proof_bucket_fails_run_once(buckets: dict[str, Any]) -> None:
     r = run_cli("run", "--once", env=env)
     assert r.returncode == 5, r.stdout + r.stderr
     assert "no-such-proof-bucket: bucket does not exist" in r.stderr
+
+
+def test_a_sidecar_object_whose_recording_never_comes_is_reported_once(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock],
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    app, clock = s3_app
+    c, inbox = buckets["client"], buckets["inbox"]
+    caplog.set_level(logging.WARNING, logger="retentiond.service.ingest")
+    put(c, inbox, "incoming/calls/+33612345678-lost.wav.json", json.dumps({
+        "purpose": "quality", "subject": "+33612345678"}).encode())
+    daemon = Daemon(app)
+    gauge = "retentiond_inbox_orphan_sidecars"
+
+    def turn() -> list[str]:
+        daemon.ingest_ready(now=clock.now())
+        return [r.getMessage() for r in caplog.records
+                if getattr(r, "event", "") == "ingest.orphan_sidecar"]
+
+    assert turn() == []
+    clock.advance(timedelta(minutes=61))
+    (message,) = turn()
+    assert f"inbox s3://{inbox}/incoming: 1 sidecar(s)" in message, message
+    assert "3361" not in message and "lost" not in message  # never the file's name
+    assert app.metrics.registry.get_sample_value(gauge) == 1
+    assert turn() == [message]  # once
+    assert keys(c, inbox) == ["incoming/calls/+33612345678-lost.wav.json"]  # left in place
+    c.delete_object(Bucket=inbox, Key="incoming/calls/+33612345678-lost.wav.json")
+    turn()
+    assert app.metrics.registry.get_sample_value(gauge) == 0

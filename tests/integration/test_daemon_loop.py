@@ -223,3 +223,35 @@ def test_a_stop_during_the_sweep_ends_the_loop_without_the_wake_up_walk(app, mon
     runner.start()
     runner.join(10)
     assert not runner.is_alive() and walks == [] and told == [True]
+
+
+def test_a_sidecar_whose_recording_never_comes_is_reported_once_and_counted(
+        app, clock, caplog):
+    """It may name the caller in clear: after an hour without its recording it is
+    reported (once) and counted, and left in place; the count drops when it goes."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="retentiond.service.ingest")
+    inbox = Path(app.settings.inbox[0])
+    lost = write_sidecar(inbox / "lost.wav", purpose="training", subject="+33 6 00 00 00 07")
+    daemon = Daemon(app)
+    gauge = "retentiond_inbox_orphan_sidecars"
+
+    def turn() -> list[str]:
+        daemon.ingest_ready(now=clock.now())
+        return [r.getMessage() for r in caplog.records
+                if getattr(r, "event", "") == "ingest.orphan_sidecar"]
+
+    assert turn() == [] and app.metrics.registry.get_sample_value(gauge) == 0
+    clock.advance(timedelta(minutes=59))
+    assert turn() == []
+    clock.advance(timedelta(minutes=2))
+    (message,) = turn()
+    assert f"inbox {inbox}: 1 sidecar(s)" in message and "lost" not in message
+    assert app.metrics.registry.get_sample_value(gauge) == 1
+    clock.advance(timedelta(minutes=10))
+    assert len(turn()) == 1  # once
+    assert lost.exists()  # left in place
+    lost.unlink()
+    turn()
+    assert app.metrics.registry.get_sample_value(gauge) == 0

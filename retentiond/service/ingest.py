@@ -793,9 +793,9 @@ class Ingestor:
         ORPHAN_SIDECAR_SECONDS is reported once (``ingest.orphan_sidecar``) and counted
         in ``retentiond_inbox_orphan_sidecars`` until it goes: a sidecar may name the
         caller and carry notes in clear, so it must not linger unnoticed in an inbox
-        (CNIL: data kept no longer than its purpose needs). retentiond leaves it in
-        place: the recording may still come, and what to do with it is the operator's
-        call."""
+        ("garantir que la durée de conservation des données soit limitée au strict
+        minimum", context/002_4fefc22a382397cf.txt). retentiond leaves it in place: the
+        recording may still come, and what to do with it is the operator's call."""
         seen = {k: v for k, v in self._unmatched.items() if not k.startswith(scope)}
         seen.update(unmatched)
         self._unmatched = seen

@@ -789,7 +789,9 @@ class Ingestor:
     def _track_unmatched(self, scope: str, unmatched: Mapping[str, float], *,
                          mono: float) -> None:
         """Sidecars of one inbox (paths or URLs starting with ``scope``, with when each
-        was first seen) whose recording is neither there nor ingested. One left for
+        was first seen) whose recording is neither there nor live in the catalog (never
+        arrived, or ingested and since deleted). Ages are this process's own (a
+        restart starts them again; ``run --once`` is too short to report). One left for
         ORPHAN_SIDECAR_SECONDS is reported once (``ingest.orphan_sidecar``) and counted
         in ``retentiond_inbox_orphan_sidecars`` until it goes: a sidecar may name the
         caller and carry notes in clear, so it must not linger unnoticed in an inbox
@@ -806,10 +808,11 @@ class Ingestor:
         if new:
             self._unmatched_reported |= new
             # the inbox only, never the file's name: recorders put callers' numbers there
-            logger.warning("inbox %s: %d sidecar(s) left over %d min without the recording "
-                           "they describe (%d in all); they may name the caller: drop their "
-                           "recordings or remove them (the *.json files whose recording "
-                           "is absent)", scope.rstrip("/" + os.sep) or scope, len(new),
+            logger.warning("inbox %s: %d sidecar(s) left over %d min with no live recording "
+                           "(never arrived, or already deleted; %d in all); they may name "
+                           "the caller: drop their recordings or remove them (the *.json "
+                           "files whose recording is absent)", scope.rstrip("/" + os.sep)
+                           or scope, len(new),
                            grace // 60, len(stale),
                            extra={"event": "ingest.orphan_sidecar"})
         self.app.metrics.orphan_sidecars.set(

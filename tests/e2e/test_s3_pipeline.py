@@ -411,7 +411,7 @@ def test_a_sidecar_object_whose_recording_never_comes_is_reported_once(
     clock.advance(timedelta(minutes=61))
     (message,) = turn()
     assert f"inbox s3://{inbox}/incoming: 1 sidecar(s)" in message, message
-    assert "3361" not in message and "lost" not in message  # never the file's name
+    assert "+336" not in message and "lost" not in message  # never the file's name
     assert app.metrics.registry.get_sample_value(gauge) == 1
     assert turn() == [message]  # once
     assert keys(c, inbox) == ["incoming/calls/+33612345678-lost.wav.json"]  # left in place

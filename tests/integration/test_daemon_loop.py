@@ -255,3 +255,29 @@ def test_a_sidecar_whose_recording_never_comes_is_reported_once_and_counted(
     lost.unlink()
     turn()
     assert app.metrics.registry.get_sample_value(gauge) == 0
+
+
+def test_a_late_sidecar_is_no_orphan_and_a_recording_arriving_ends_the_count(app, clock, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="retentiond.service.ingest")
+    inbox = Path(app.settings.inbox[0])
+    make_wav(inbox / "done.wav")
+    write_sidecar(inbox / "done.wav", purpose="training")
+    daemon = Daemon(app)
+    daemon.ingest_ready(now=clock.now())
+    clock.advance(timedelta(seconds=5))
+    (stored,), _, _ = daemon.ingest_ready(now=clock.now())
+    assert stored.outcome == "stored"
+    write_sidecar(inbox / "done.wav", purpose="training", agent="A-1")  # late, not orphan
+    write_sidecar(inbox / "later.wav", purpose="training")  # its recording comes late
+    daemon.ingest_ready(now=clock.now())
+    clock.advance(timedelta(minutes=61))
+    daemon.ingest_ready(now=clock.now())
+    gauge = "retentiond_inbox_orphan_sidecars"
+    assert app.metrics.registry.get_sample_value(gauge) == 1  # later.wav.json only
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events.count("ingest.orphan_sidecar") == 1 and "ingest.late_sidecar" in events
+    make_wav(inbox / "later.wav", seed=3)  # its recording comes at last
+    daemon.ingest_ready(now=clock.now())
+    assert app.metrics.registry.get_sample_value(gauge) == 0

@@ -65,6 +65,11 @@ def make_wav(path: Path, *, seconds: float = 0.5, seed: int = 0) -> bytes:
     return path.read_bytes()
 
 
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    """The messages of the captured log records with this ``event``."""
+    return [r.getMessage() for r in caplog.records if getattr(r, "event", "") == event]
+
+
 def write_sidecar(recording: Path, **fields: object) -> Path:
     sidecar = recording.with_name(recording.name + ".json")
     sidecar.write_text(json.dumps(fields), encoding="utf-8")

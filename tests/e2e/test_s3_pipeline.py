@@ -27,7 +27,7 @@ from retentiond.service.prooflog import verify_log
 from retentiond.service.wiring import App, build_app
 from retentiond.settings import load_settings
 from tests.cephrgw import ceph_rgw
-from tests.conftest import cli_env, make_wav, run_cli
+from tests.conftest import cli_env, logged, make_wav, run_cli
 from tests.s3server import S3Server, dummy_aws_env, moto_s3
 
 __all__ = ["ceph_rgw", "moto_s3"]
@@ -404,8 +404,7 @@ def test_a_sidecar_object_whose_recording_never_comes_is_reported_once(
 
     def turn() -> list[str]:
         daemon.ingest_ready(now=clock.now())
-        return [r.getMessage() for r in caplog.records
-                if getattr(r, "event", "") == "ingest.orphan_sidecar"]
+        return logged(caplog, "ingest.orphan_sidecar")
 
     assert turn() == []
     clock.advance(timedelta(minutes=61))

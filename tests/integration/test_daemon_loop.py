@@ -8,7 +8,7 @@ from pathlib import Path
 
 from retentiond.core.model import State
 from retentiond.service.daemon import Daemon
-from tests.conftest import make_wav, write_sidecar
+from tests.conftest import logged, make_wav, write_sidecar
 
 
 def test_ingest_batch_is_bounded_so_sweeps_are_not_starved(app, clock):
@@ -74,15 +74,21 @@ def test_ready_recordings_are_ingested_several_at_a_time(app, clock):
     assert not any(inbox.glob("*.wav"))
 
 
-def test_late_objection_sidecar_is_applied_and_deleted(app, clock):
-    inbox = Path(app.settings.inbox[0])
-    make_wav(inbox / "late.wav")
-    write_sidecar(inbox / "late.wav", purpose="training")
-    daemon = Daemon(app)
+def _stored(daemon: Daemon, clock, inbox: Path, name: str):
+    """Drop ``name`` with its sidecar and let the daemon ingest it; its outcome."""
+    make_wav(inbox / name)
+    write_sidecar(inbox / name, purpose="training")
     daemon.ingest_ready(now=clock.now())
     clock.advance(timedelta(seconds=5))
     (outcome,), _, _ = daemon.ingest_ready(now=clock.now())
     assert outcome.outcome == "stored"
+    return outcome
+
+
+def test_late_objection_sidecar_is_applied_and_deleted(app, clock):
+    inbox = Path(app.settings.inbox[0])
+    daemon = Daemon(app)
+    outcome = _stored(daemon, clock, inbox, "late.wav")
     # the recorder sends the caller's objection afterwards
     write_sidecar(inbox / "late.wav", objection=True)
     daemon.ingest_ready(now=clock.now())
@@ -239,8 +245,7 @@ def test_a_sidecar_whose_recording_never_comes_is_reported_once_and_counted(
 
     def turn() -> list[str]:
         daemon.ingest_ready(now=clock.now())
-        return [r.getMessage() for r in caplog.records
-                if getattr(r, "event", "") == "ingest.orphan_sidecar"]
+        return logged(caplog, "ingest.orphan_sidecar")
 
     assert turn() == [] and app.metrics.registry.get_sample_value(gauge) == 0
     clock.advance(timedelta(minutes=59))
@@ -262,13 +267,8 @@ def test_a_late_sidecar_is_no_orphan_and_a_recording_arriving_ends_the_count(app
 
     caplog.set_level(logging.WARNING, logger="retentiond.service.ingest")
     inbox = Path(app.settings.inbox[0])
-    make_wav(inbox / "done.wav")
-    write_sidecar(inbox / "done.wav", purpose="training")
     daemon = Daemon(app)
-    daemon.ingest_ready(now=clock.now())
-    clock.advance(timedelta(seconds=5))
-    (stored,), _, _ = daemon.ingest_ready(now=clock.now())
-    assert stored.outcome == "stored"
+    _stored(daemon, clock, inbox, "done.wav")
     write_sidecar(inbox / "done.wav", purpose="training", agent="A-1")  # late, not orphan
     write_sidecar(inbox / "later.wav", purpose="training")  # its recording comes late
     daemon.ingest_ready(now=clock.now())
@@ -276,8 +276,8 @@ def test_a_late_sidecar_is_no_orphan_and_a_recording_arriving_ends_the_count(app
     daemon.ingest_ready(now=clock.now())
     gauge = "retentiond_inbox_orphan_sidecars"
     assert app.metrics.registry.get_sample_value(gauge) == 1  # later.wav.json only
-    events = [getattr(r, "event", "") for r in caplog.records]
-    assert events.count("ingest.orphan_sidecar") == 1 and "ingest.late_sidecar" in events
+    assert len(logged(caplog, "ingest.orphan_sidecar")) == 1
+    assert logged(caplog, "ingest.late_sidecar")
     make_wav(inbox / "later.wav", seed=3)  # its recording comes at last
     daemon.ingest_ready(now=clock.now())
     assert app.metrics.registry.get_sample_value(gauge) == 0

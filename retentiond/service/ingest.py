@@ -102,8 +102,8 @@ NO_OVERRIDES = Overrides()
 _HASH_CHUNK = 1024 * 1024
 BIG_OBJECT = 8 * 1024 * 1024  # a bucket recording above this is "big" (multipart upload)
 BIG_AT_ONCE = 1
-# a sidecar whose recording neither arrived nor was ingested is reported after this long
-# (at least; 10 x ingest.sidecar_wait_seconds if longer): it may name the caller in clear
+# a sidecar with no live recording (never arrived, or already deleted) is reported after
+# this long (at least; 10 x ingest.sidecar_wait_seconds if longer): it may name the caller
 ORPHAN_SIDECAR_SECONDS = 3600.0
 
 
@@ -278,7 +278,7 @@ class Ingestor:
         self._discarded_at: float | None = None
         self._in_progress: set[str] = set()
         self._orphans_seen: dict[Path, float] = {}
-        # sidecars with no recording, present or ingested: where -> first seen (monotonic)
+        # sidecars with no recording, present or live: where -> first seen (monotonic)
         self._unmatched: dict[str, float] = {}
         self._unmatched_reported: set[str] = set()
         self._closer = _BackgroundCloser()

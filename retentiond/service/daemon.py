@@ -428,8 +428,8 @@ class Daemon:
                     sweep_at = app.clock.monotonic() + 5.0
                 # an erasing write (a rolled-back ingest, a deletion) whose quick scrub met
                 # a reader elsewhere: its -wal images go at the next turn, proofs or not
-                if app.catalog.dirty:  # (its first failure was logged: quiet retries)
-                    app.catalog.scrub(quiet=True)
+                # (nothing to do unless dirty; its first failure was logged: quiet retries)
+                app.catalog.scrub(quiet=True)
                 waits = [sweep_at - app.clock.monotonic(), MAX_SLEEP_SECONDS,
                          app.settings.reconcile_interval_seconds]
                 if next_file_in is not None:

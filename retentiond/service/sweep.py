@@ -183,7 +183,8 @@ class Sweeper:
                 app.catalog.scrub(force=True, wait_ms=SCRUB_QUICK_MS, quiet=True)
                 # what an earlier pass deleted; a failure here delays no deletion, and
                 # waits briefly: the end of the pass waits the full time
-                proof_ok = self._prove_logged(proven, when="start", wait_ms=SCRUB_QUICK_MS)
+                proof_ok = self._prove_logged(proven, when="start",
+                                              wait_ms=SCRUB_QUICK_MS) is None
             pending = {oid for oid, _ in app.catalog.pending_proofs()}
             # about how many objects the vault holds: lets it pick the cheaper listing
             population = sum(n for _, state, n, _ in app.catalog.counts()
@@ -232,7 +233,8 @@ class Sweeper:
                         if stopped:
                             break
                         proof_ok = self._prove_logged(
-                            proven, when="batch", wait_ms=None if proof_ok else SCRUB_QUICK_MS)
+                            proven, when="batch",
+                            wait_ms=None if proof_ok else SCRUB_QUICK_MS) is None
                 if not stopped:
                     delete_due()
             except BaseException:
@@ -249,13 +251,9 @@ class Sweeper:
                 logger.info("stop requested: the due deletions not yet made are left for "
                             "the next pass", extra={"event": "sweep.stopped"})
             if not dry_run:
-                try:
-                    proven.update(self._prove_pending())
-                except RetentiondError as e:
-                    app.metrics.errors.labels(stage="proof").inc()
-                    logger.error("deletion proofs not appended, retried next pass: %s", e,
-                                 extra={"event": "sweep.proof_failed"})
-                    raise
+                failure = self._prove_logged(proven, when="end")
+                if failure is not None:
+                    raise failure
         done = [
             SweepItem(i, p, "deleted", r, d, proof_index=proven[i])
             for i, (p, r, d) in deleted.items() if i in proven
@@ -352,17 +350,18 @@ class Sweeper:
                                    error=str(e)))
 
     def _prove_logged(self, proven: dict[str, int], *, when: str,
-                      wait_ms: int | None = None) -> bool:
-        """``_prove_pending`` into ``proven``; a failure is logged and counted, not
-        raised (the end of the pass, or the next pass, tries again). False if it failed."""
+                      wait_ms: int | None = None) -> RetentiondError | None:
+        """``_prove_pending`` into ``proven``; a failure is logged, counted and returned,
+        not raised (later in the pass, or the next pass, tries again; the end of the pass
+        raises it)."""
         try:
             proven.update(self._prove_pending(wait_ms=wait_ms))
         except RetentiondError as e:
             self.app.metrics.errors.labels(stage="proof").inc()
             logger.error("deletion proofs not appended (%s of the pass), retried later: %s",
                          when, e, extra={"event": "sweep.proof_failed"})
-            return False
-        return True
+            return e
+        return None
 
     def _prove_pending(self, *, wait_ms: int | None = None) -> dict[str, int]:
         """Append the records of deletions whose key is gone; returns id -> proof index.

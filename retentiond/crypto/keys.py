@@ -10,7 +10,11 @@ line of ASCII text, a trailing newline allowed; at most 4096 bytes)::
 
 A KEK file is named after its id (``kek-<YYYYMMDD UTC>-<8 hex random>``) and repeats the id
 inside, so a renamed file is refused. Old KEKs stay after ``rotate`` so that data keys
-wrapped by them still unwrap; the service re-wraps them and never touches the data.
+wrapped by them still unwrap; ``retentiond keys rotate`` (service/keyrotation.py)
+re-wraps them, never touching the data, and with ``--retire`` then removes the old KEK
+files no data key needs any more (``retire_kek``). A provider notices a rotation made by
+another process at its next ``wrap`` (``kek.current`` changed on disk): it never wraps
+under a KEK that is no longer current.
 
 Wrapped data key (``WrappedKey.blob``, 61 bytes)::
 
@@ -52,6 +56,7 @@ __all__ = [
     "FileKeyProvider",
     "create_key_files",
     "normalise_identifier",
+    "retire_kek",
     "rotate",
 ]
 
@@ -103,6 +108,7 @@ class FileKeyProvider:
     def __init__(self, dir: Path) -> None:
         self._dir = Path(dir)
         self._lock = threading.Lock()
+        self._current_seen = _current_signature(self._dir)
         self._keys = _load(self._dir)
 
     def __repr__(self) -> str:
@@ -127,15 +133,30 @@ class FileKeyProvider:
 
     def reload(self) -> None:
         """Re-read the folder (after ``rotate`` by another process); all or nothing."""
+        seen = _current_signature(self._dir)
         keys = _load(self._dir)
         with self._lock:
-            self._keys = keys
+            self._keys, self._current_seen = keys, seen
+
+    def _fresh(self) -> _KeySet:
+        """The key set, re-read first if ``kek.current`` changed on disk since it was read
+        (one ``stat``): a rotation by another process is seen by the next ``wrap``. The
+        rotation's ``--retire`` relies on it (with the catalog's refusal of a retiring
+        KEK for the few wraps already under way): no new data key is wrapped under a KEK
+        about to be destroyed. A folder that no longer loads stops wrapping (fail closed)."""
+        if _current_signature(self._dir) != self._current_seen:
+            try:
+                self.reload()
+            except ConfigError as e:
+                raise KeyUnavailableError(
+                    f"key folder changed and no longer loads: {e.message}") from None
+        return self._keys
 
     def wrap(self, data_key: bytes, *, object_id: str) -> WrappedKey:
         """Wrap a 32-byte data key with the current KEK, bound to ``object_id``."""
         if len(data_key) != KEY_SIZE:
             raise ValueError(f"data key must be {KEY_SIZE} bytes")
-        keys = self._keys
+        keys = self._fresh()
         kek = keys.keks[keys.current_kek_id]
         nonce = os.urandom(WRAP_NONCE_SIZE)
         sealed = kek.aead.encrypt(nonce, data_key, _wrap_ad(kek.kek_id, object_id))
@@ -147,10 +168,9 @@ class FileKeyProvider:
         kek = self._kek(wrapped.kek_id)
         blob = wrapped.blob
         if len(blob) != WRAPPED_SIZE or blob[0] != WRAP_VERSION:
-            raise IntegrityError(
-                f"wrapped key for object {object_id!r} is malformed "
-                f"({len(blob)} bytes, expected {WRAPPED_SIZE} starting with version 1)"
-            )
+            what = f"{len(blob)} bytes, expected {WRAPPED_SIZE}" if len(blob) != WRAPPED_SIZE \
+                else f"version {blob[0]}, expected {WRAP_VERSION}"
+            raise IntegrityError(f"wrapped key for object {object_id!r} is malformed ({what})")
         nonce, sealed = blob[1:1 + WRAP_NONCE_SIZE], blob[1 + WRAP_NONCE_SIZE:]
         try:
             return kek.aead.decrypt(nonce, sealed, _wrap_ad(kek.kek_id, object_id))
@@ -261,7 +281,45 @@ def rotate(dir: Path, *, now: datetime) -> str:
     return kek_id
 
 
+def retire_kek(dir: Path, kek_id: str) -> bool:
+    """Destroy the KEK file ``kek_id`` (never the current one): its content is overwritten
+    with zeros and synced, then the file is removed and the folder synced. False if it
+    did not exist. The overwrite is best effort: a journaling or copy-on-write file
+    system, or the device itself, may keep older copies of the blocks (docs/operations.md
+    "Rotating keys"). The caller checks that no data key is wrapped under it any more."""
+    dir = Path(dir)
+    if not _KEK_ID.fullmatch(kek_id):
+        raise ValueError(f"not a key-encryption key id: {kek_id[:80]!r}")
+    current = _read_key_file(dir / CURRENT_FILE)
+    if current == kek_id:
+        raise ValueError(f"{kek_id} is the current key-encryption key")
+    path = dir / f"{kek_id}.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        os.pwrite(fd, bytes(size), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+    _fsync_dir(dir)
+    logger.info("key-encryption key %s retired", kek_id, extra={"event": "kek_retired"})
+    return True
+
+
 # -- internals ---------------------------------------------------------------------------
+
+
+def _current_signature(dir: Path) -> tuple[int, int, int, int] | None:
+    """What identifies this version of ``kek.current`` (``rotate`` replaces the file)."""
+    try:
+        st = os.stat(dir / CURRENT_FILE)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def _require_aware(now: datetime) -> None:

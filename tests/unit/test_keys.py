@@ -20,6 +20,7 @@ from retentiond.crypto.keys import (
     FileKeyProvider,
     create_key_files,
     normalise_identifier,
+    retire_kek,
     rotate,
 )
 from retentiond.errors import (
@@ -410,6 +411,45 @@ def test_rotate_switches_current_and_keeps_old_keks(keydir: Path) -> None:
     rewrapped = fresh.wrap(fresh.unwrap(old, object_id=OID), object_id=OID)
     assert rewrapped.kek_id == new_id
     assert fresh.unwrap(rewrapped, object_id=OID) == DATA_KEY
+
+
+def test_running_provider_wraps_under_the_kek_made_current_elsewhere(keydir: Path) -> None:
+    running = FileKeyProvider(keydir)  # a daemon, loaded before `retentiond keys rotate`
+    old_id = running.current_kek_id()
+    new_id = rotate(keydir, now=NOW)
+    wrapped = running.wrap(DATA_KEY, object_id=OID)  # no restart, no SIGHUP
+    assert wrapped.kek_id == new_id and running.current_kek_id() == new_id
+    assert running.unwrap(wrapped, object_id=OID) == DATA_KEY
+    assert retire_kek(keydir, old_id)
+    assert running.wrap(DATA_KEY, object_id=OID).kek_id == new_id
+
+
+def test_running_provider_stops_wrapping_when_the_changed_folder_does_not_load(
+        keydir: Path) -> None:
+    running = FileKeyProvider(keydir)
+    (keydir / "kek.current").unlink()
+    (keydir / "kek.current").write_text("kek-20261123-00000000\n")  # names no KEK file
+    os.chmod(keydir / "kek.current", 0o600)
+    with pytest.raises(KeyUnavailableError, match=r"no longer loads.*is missing"):
+        running.wrap(DATA_KEY, object_id=OID)
+
+
+def test_retire_kek_zeroes_then_removes_only_an_old_kek(keydir: Path, tmp_path: Path) -> None:
+    old_id = FileKeyProvider(keydir).current_kek_id()
+    with pytest.raises(ValueError, match="is the current"):
+        retire_kek(keydir, old_id)
+    new_id = rotate(keydir, now=NOW)
+    old_file = keydir / f"{old_id}.key"
+    size = old_file.stat().st_size
+    twin = tmp_path / "same-inode"  # sees the very blocks the file had
+    os.link(old_file, twin)
+    assert retire_kek(keydir, old_id)
+    assert not old_file.exists()
+    assert twin.read_bytes() == bytes(size)  # overwritten before removal
+    assert not retire_kek(keydir, old_id)  # already gone
+    with pytest.raises(ValueError, match="not a key-encryption key id"):
+        retire_kek(keydir, "../kek.current")
+    assert FileKeyProvider(keydir).kek_ids() == (new_id,)
 
 
 def test_running_provider_picks_up_a_kek_added_by_rotation(keydir: Path) -> None:

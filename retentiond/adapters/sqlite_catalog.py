@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from retentiond.core.model import Recording, State
-from retentiond.errors import ConfigError, NotFoundError, StorageError
+from retentiond.errors import ConfigError, KeyUnavailableError, NotFoundError, StorageError
 from retentiond.ports import WrappedKey
 
 logger = logging.getLogger(__name__)
@@ -147,6 +147,11 @@ CREATE TABLE IF NOT EXISTS erasure_requests (
     id TEXT PRIMARY KEY,
     salt BLOB NOT NULL,
     requested_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retired_keks (
+    kek_id TEXT PRIMARY KEY,
+    since TEXT NOT NULL,
+    retired_at TEXT
 );
 """
 
@@ -540,10 +545,15 @@ class SQLiteCatalog:
                 f"VALUES({', '.join('?' for _ in cols)})",
                 params,
             )
-            db.execute(
-                "INSERT INTO data_keys(object_id, kek_id, wrapped) VALUES(?, ?, ?)",
-                (rec.id, wrapped.kek_id, wrapped.blob),
+            cur = db.execute(
+                "INSERT INTO data_keys(object_id, kek_id, wrapped) SELECT ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM retired_keks WHERE kek_id=?)",
+                (rec.id, wrapped.kek_id, wrapped.blob, wrapped.kek_id),
             )
+            if cur.rowcount != 1:  # wrapped before this process saw ``keys rotate --retire``
+                raise KeyUnavailableError(
+                    f"key-encryption key {wrapped.kek_id} is being retired (keys rotate "
+                    "--retire): the recording is left in the inbox for the next try")
             db.executemany(
                 "INSERT OR IGNORE INTO notes_findings(object_id, category, rule) "
                 "VALUES(?, ?, ?)", [(rec.id, c, r) for c, r in notes_findings])
@@ -654,6 +664,63 @@ class SQLiteCatalog:
     def wrapped_key(self, object_id: str) -> WrappedKey | None:
         rows = self._query("SELECT kek_id, wrapped FROM data_keys WHERE object_id=?", (object_id,))
         return WrappedKey(kek_id=rows[0][0], blob=bytes(rows[0][1])) if rows else None
+
+    # -- key rotation -----------------------------------------------------------------
+
+    def kek_usage(self) -> dict[str, int]:
+        """Key-encryption key id -> how many data keys it wraps now."""
+        rows = self._query("SELECT kek_id, COUNT(*) FROM data_keys GROUP BY kek_id")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def wrapped_keys_page(self, *, not_under: str, after: int = 0,
+                          limit: int) -> tuple[list[tuple[str, WrappedKey]], int]:
+        """(object id, wrapped key) of up to ``limit`` data keys not wrapped under the KEK
+        ``not_under``, and the cursor for the next page (pass it as ``after``). In the
+        order rows were written, which is also the recordings' order: the re-wrapping
+        that follows rewrites neighbouring rows, a few pages per transaction, instead of
+        one page of each table per key."""
+        rows = self._query(
+            "SELECT rowid, object_id, kek_id, wrapped FROM data_keys WHERE kek_id <> ? "
+            "AND rowid > ? ORDER BY rowid LIMIT ?", (not_under, after, limit))
+        page = [(str(r[1]), WrappedKey(kek_id=str(r[2]), blob=bytes(r[3]))) for r in rows]
+        return page, int(rows[-1][0]) if rows else after
+
+    def rewrap_keys(self, items: Sequence[tuple[str, WrappedKey, WrappedKey]]) -> int:
+        """Replace each (object id, old, new) wrapped key in one transaction, only where
+        the row still holds ``old`` (a key the sweep destroyed meanwhile stays destroyed);
+        the recording's ``kek_id`` follows. Returns how many were replaced."""
+        if not items:
+            return 0
+        swap = "UPDATE data_keys SET kek_id=?, wrapped=? WHERE object_id=? AND kek_id=? " \
+            "AND wrapped=?"
+        with self._tx() as db:
+            done = int(db.executemany(swap, [(new.kek_id, new.blob, oid, old.kek_id, old.blob)
+                                             for oid, old, new in items]).rowcount)
+            replaced = items if done == len(items) else [  # some destroyed meanwhile
+                item for item in items if db.execute(
+                    "SELECT 1 FROM data_keys WHERE object_id=? AND wrapped=?",
+                    (item[0], item[2].blob)).fetchone()]
+            db.executemany("UPDATE recordings SET kek_id=? WHERE id=?",
+                           [(new.kek_id, oid) for oid, _, new in replaced])
+        return done
+
+    def mark_keks_retiring(self, kek_ids: Sequence[str], *, now: datetime) -> None:
+        """From now on no data key wrapped under these KEKs is accepted (``insert_ingesting``
+        refuses it): what ``keys rotate --retire`` re-wraps cannot grow behind it."""
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO retired_keks(kek_id, since) VALUES(?, ?)",
+                           [(k, _ts(now)) for k in kek_ids])
+
+    def mark_kek_retired(self, kek_id: str, *, now: datetime) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE retired_keks SET retired_at=? WHERE kek_id=?",
+                       (_ts(now), kek_id))
+
+    def retired_keks(self) -> dict[str, datetime | None]:
+        """KEK id -> when its file was destroyed (None: marked, file not destroyed yet)."""
+        rows = self._query("SELECT kek_id, retired_at FROM retired_keks")
+        return {str(r[0]): None if r[1] is None else datetime.fromisoformat(r[1])
+                for r in rows}
 
     def notes_sealed(self, object_id: str) -> bytes | None:
         rows = self._query("SELECT notes_sealed FROM recordings WHERE id=?", (object_id,))

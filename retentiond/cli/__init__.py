@@ -18,6 +18,7 @@ from retentiond.cli import (
     audit_cmd,
     daemon_cmd,
     enforce,
+    keys_cmd,
     policy_cmd,
     proof_cmd,
     records,
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in (setup_cmd, daemon_cmd, records, enforce, subject_cmd, proof_cmd, policy_cmd,
-                   audit_cmd):
+                   keys_cmd, audit_cmd):
         module.register(sub)
     return parser
 

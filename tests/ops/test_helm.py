@@ -26,6 +26,7 @@ import yaml
 
 from retentiond.core.policy import load_policy_dir
 from retentiond.crypto.keys import FileKeyProvider
+from retentiond.service.keyrotation import COPY_MARKER
 from retentiond.service.setup import init_setup
 from retentiond.settings import load_settings
 from tests.ops.conftest import ALERTS, CHART, DASHBOARD, ROOT
@@ -405,10 +406,18 @@ def test_init_script_makes_a_key_folder_retentiond_accepts(tmp_path):
     for f in keys_dir.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o600 and not f.is_symlink()
     assert sorted(f.name for f in keys_dir.iterdir()) == sorted(
-        f.name for f in (setup / "keys").iterdir())
+        [*(f.name for f in (setup / "keys").iterdir()), COPY_MARKER])
     provider = FileKeyProvider(keys_dir)
     assert provider.current_kek_id()
     assert all(Path(f).is_dir() for f in folders)
+    # `keys rotate` refuses this in-memory copy: a new key would be lost with the pod
+    tune = (setup / "retentiond.yaml").read_text().replace("dir: keys/", f"dir: {keys_dir}")
+    (setup / "retentiond.yaml").write_text(tune)
+    p = subprocess.run([sys.executable, "-m", "retentiond", "--config",
+                        str(setup / "retentiond.yaml"), "keys", "rotate"],
+                       capture_output=True, text=True, check=False)
+    assert p.returncode == 2 and "copy of the keys Secret" in p.stderr, p.stderr
+    assert FileKeyProvider(keys_dir).kek_ids() == provider.kek_ids()
     # and an empty Secret is refused loudly rather than starting without keys
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -26,6 +26,12 @@ def main() -> int:
     if not copied:
         print(f"retentiond-prepare: no key file in {source}", file=sys.stderr)
         return 2
+    # `retentiond keys rotate` refuses to run on this folder: a key made here would be
+    # lost with the pod, and every recording re-wrapped under it with it
+    marker = target / "COPY-OF-SECRET"
+    marker.write_text("made by the chart's init container from the keys Secret at pod "
+                      "start; changes here are lost at the next restart\n")
+    marker.chmod(0o600)
     for folder in folders:
         Path(folder).mkdir(parents=True, exist_ok=True)
     print(f"retentiond-prepare: {copied} key files in {target}; folders: {', '.join(folders)}")

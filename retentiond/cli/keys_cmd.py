@@ -15,11 +15,13 @@ files are kept, so a catalog backup taken before still opens.
 
 --retire then destroys every old KEK that no data key needs any more. From then on, a
 catalog backup older than the rotation can no longer open any recording, including
-recordings deleted since: rotating with --retire bounds how long a deleted recording
-survives in backups. Take a fresh catalog backup right after. A running daemon needs no
+recordings deleted since, provided older backups of the key folder are gone too:
+rotating with --retire bounds how long a deleted recording survives in backups. Take
+fresh backups of the catalog and the key folder right after. A running daemon needs no
 restart: its next ingest uses the new KEK.
 
-The rotation is written to the access audit log (action keys-rotate).
+The rotation is written to the access audit log (action keys-rotate) before any data key
+is unwrapped, and again with its outcome.
 """
 
 ROTATE_EPILOG = """\
@@ -29,7 +31,9 @@ exit codes:
       missing): they are listed and stay under their old KEK, which is kept; the others
       are rotated
   10  another 'keys rotate' is running
-  2, 5, 8 as for every command (configuration, storage, audit log)
+  2   the key folder does not load, or is a copy made by the Helm chart; nothing changed
+  5   the key folder cannot be written (read-only mount)
+  8   the audit log cannot be written (before any data key is unwrapped)
 """
 
 

@@ -49,12 +49,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from retentiond.errors import ConfigError, IntegrityError, KeyUnavailableError
+from retentiond.faults import crashpoint
 from retentiond.ports import WrappedKey
 
 __all__ = [
     "PSEUDONYM_PREFIX",
     "FileKeyProvider",
     "create_key_files",
+    "discard_retiring",
     "normalise_identifier",
     "retire_kek",
     "rotate",
@@ -76,6 +78,7 @@ PSEUDONYM_FILE: Final = "pseudonym.key"
 SAMPLING_FILE: Final = "sampling.key"
 _KEK_FORMAT: Final = "retentiond-kek-v1"
 _HMAC_FORMAT: Final = "retentiond-hmac-v1"
+_RETIRING: Final = ".retiring"  # suffix of a KEK file being destroyed (hidden name)
 _WRAP_DOMAIN: Final = b"retentiond/wrap"
 # No dots or slashes: a KEK id is also a file name inside the key folder.
 _KEK_ID: Final = re.compile(r"kek-[A-Za-z0-9][A-Za-z0-9_-]{0,59}", re.ASCII)
@@ -139,8 +142,9 @@ class FileKeyProvider:
             self._keys, self._current_seen = keys, seen
 
     def _fresh(self) -> _KeySet:
-        """The key set, re-read first if ``kek.current`` changed on disk since it was read
-        (one ``stat``): a rotation by another process is seen by the next ``wrap``. The
+        """The key set, re-read first if ``kek.current`` or the folder changed on disk since
+        they were read (two ``stat``): a rotation by another process is seen by the next
+        ``wrap``, and a retired KEK leaves this process's memory there too. The
         rotation's ``--retire`` relies on it (with the catalog's refusal of a retiring
         KEK for the few wraps already under way): no new data key is wrapped under a KEK
         about to be destroyed. A folder that no longer loads stops wrapping (fail closed)."""
@@ -282,44 +286,66 @@ def rotate(dir: Path, *, now: datetime) -> str:
 
 
 def retire_kek(dir: Path, kek_id: str) -> bool:
-    """Destroy the KEK file ``kek_id`` (never the current one): its content is overwritten
-    with zeros and synced, then the file is removed and the folder synced. False if it
-    did not exist. The overwrite is best effort: a journaling or copy-on-write file
-    system, or the device itself, may keep older copies of the blocks (docs/operations.md
-    "Rotating keys"). The caller checks that no data key is wrapped under it any more."""
+    """Destroy the KEK file ``kek_id`` (never the current one). False if it did not exist.
+
+    It is first renamed to a hidden name (``.<id>.retiring``, which no provider loads) and
+    the folder synced, then its content is overwritten with zeros and synced, then it is
+    removed and the folder synced. A crash at any point leaves the intact file under its
+    own name, or a hidden leftover that ``discard_retiring`` (called by every rotation)
+    zeroes and removes; never a zeroed file a provider would refuse to load. The overwrite
+    is best effort: a journaling or copy-on-write file system, or the device itself, may
+    keep older copies of the blocks (docs/operations.md "Rotating keys"). The caller
+    checks that no data key is wrapped under it any more."""
     dir = Path(dir)
     if not _KEK_ID.fullmatch(kek_id):
         raise ValueError(f"not a key-encryption key id: {kek_id[:80]!r}")
     current = _read_key_file(dir / CURRENT_FILE)
     if current == kek_id:
         raise ValueError(f"{kek_id} is the current key-encryption key")
-    path = dir / f"{kek_id}.key"
+    hidden = dir / f".{kek_id}{_RETIRING}"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        os.rename(dir / f"{kek_id}.key", hidden)
     except FileNotFoundError:
         return False
+    _fsync_dir(dir)
+    crashpoint("keys.retire_hidden")
+    _zero_and_remove(hidden)
+    logger.info("key-encryption key %s retired", kek_id, extra={"event": "kek_retired"})
+    return True
+
+
+def discard_retiring(dir: Path) -> int:
+    """Finish the retirements a crash interrupted (see ``retire_kek``); returns how many."""
+    left = sorted(Path(dir).glob(f".kek-*{_RETIRING}"))
+    for path in left:
+        _zero_and_remove(path)
+    return len(left)
+
+
+def _zero_and_remove(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
-        os.pwrite(fd, bytes(size), 0)
+        os.pwrite(fd, bytes(os.fstat(fd).st_size), 0)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.unlink(path)
-    _fsync_dir(dir)
-    logger.info("key-encryption key %s retired", kek_id, extra={"event": "kek_retired"})
-    return True
+    _fsync_dir(path.parent)
 
 
 # -- internals ---------------------------------------------------------------------------
 
 
-def _current_signature(dir: Path) -> tuple[int, int, int, int] | None:
-    """What identifies this version of ``kek.current`` (``rotate`` replaces the file)."""
+def _current_signature(dir: Path) -> tuple[int, ...] | None:
+    """What identifies this version of the folder's KEKs: ``kek.current`` (``rotate``
+    replaces the file) and the folder itself (a KEK file added or retired changes it)."""
     try:
         st = os.stat(dir / CURRENT_FILE)
+        folder = os.stat(dir)
     except OSError:
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, folder.st_ino,
+            folder.st_mtime_ns)
 
 
 def _require_aware(now: datetime) -> None:
@@ -494,7 +520,15 @@ def _load(dir: Path) -> _KeySet:
     current = _read_key_file(current_path)
     if not _KEK_ID.fullmatch(current):
         raise ConfigError(f"{current_path}: malformed (expected one key-encryption key id)")
-    keks = {kek.kek_id: kek for kek in map(_load_kek, sorted(dir.glob("kek-*.key")))}
+    keks = {}
+    for path in sorted(dir.glob("kek-*.key")):
+        try:
+            kek = _load_kek(path)
+        except ConfigError:
+            if path.name != f"{current}.key" and not os.path.lexists(path):
+                continue  # retired (keys rotate --retire) since the listing
+            raise
+        keks[kek.kek_id] = kek
     if current not in keks:
         raise ConfigError(
             f"{current_path} names {current} but {dir / (current + '.key')} is missing"

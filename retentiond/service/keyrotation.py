@@ -29,7 +29,11 @@ Order, and why a crash (kill -9) at any point loses nothing:
 
 Until step 4 every KEK file is still there, so every data key unwraps, whichever step a
 crash interrupted; running the command again finishes the work (under another new KEK).
-The whole run is one entry in the access audit log.
+A KEK file is destroyed under a hidden name (``retire_kek``): a crash there leaves no
+damaged key file in the folder, and the next rotation finishes destroying it.
+
+The access audit log gets an entry before any data key is unwrapped (``stage:
+started``), and one with the outcome (``finished``, or ``interrupted`` with the error).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from retentiond.crypto.keys import FileKeyProvider, retire_kek, rotate
+from retentiond.crypto.keys import FileKeyProvider, discard_retiring, retire_kek, rotate
 from retentiond.errors import ConfigError, IntegrityError, RetentiondError, StorageError
 from retentiond.faults import crashpoint
 from retentiond.ports import WrappedKey
@@ -90,10 +94,14 @@ def rotate_keys(app: App, *, actor: str, reason: str, retire: bool,
             "\"Rotating keys\" for Kubernetes")
     with app.exclusive("keys", wait=False):
         previous = FileKeyProvider(keys_dir).current_kek_id()  # validates the whole folder
+        app.audit.append(action="keys-rotate", actor=actor, reason=reason, now=now,
+                         details={"stage": "started", "previous": previous,
+                                  "retire": retire})
         try:
+            discard_retiring(keys_dir)  # a retirement a crash interrupted
             new = rotate(keys_dir, now=now)
         except OSError as e:
-            raise StorageError(f"{keys_dir}: cannot write a new key-encryption key: "
+            raise StorageError(f"{keys_dir}: cannot change the key folder: "
                                f"{e.strerror}") from None
         crashpoint("keys.after_new_kek")
         provider = FileKeyProvider(keys_dir)
@@ -111,6 +119,9 @@ def rotate_keys(app: App, *, actor: str, reason: str, retire: bool,
                     except OSError as e:
                         raise StorageError(f"{keys_dir}: cannot destroy {kek}.key: "
                                            f"{e.strerror}") from None
+                    except ValueError as e:  # kek.current changed behind the lock
+                        raise ConfigError(f"{keys_dir}: changed during the rotation: "
+                                          f"{e}") from None
                     crashpoint("keys.after_retire_file")
                     app.catalog.mark_kek_retired(kek, now=now)
                     result.retired.append(kek)
@@ -163,6 +174,7 @@ def _rewrap_all(app: App, provider: FileKeyProvider, result: RotationResult) -> 
 def _audit(app: App, result: RotationResult, *, actor: str, reason: str, now: datetime,
            retire: bool, error: str | None = None) -> None:
     details: dict[str, object] = {
+        "stage": "finished" if error is None else "interrupted",
         "kek_id": result.kek_id, "previous": result.previous, "retire": retire,
         "rewrapped": result.rewrapped, "failed": result.failed, "retired": result.retired,
         "kept": result.kept,

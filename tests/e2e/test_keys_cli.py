@@ -110,7 +110,7 @@ def test_busy_and_broken_key_folder(short_setup):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["keys.after_new_kek", "keys.after_rewrap_page",
-                                   "keys.after_retire_file"])
+                                   "keys.retire_hidden", "keys.after_retire_file"])
 def test_kill_during_rotation(short_setup, tmp_path, point):
     stored = _ingest(short_setup, tmp_path, 3)
     p = run_cli("keys", "rotate", "--retire",
@@ -122,6 +122,7 @@ def test_kill_during_rotation(short_setup, tmp_path, point):
     out = json.loads(p.stdout)
     assert out["rewrapped"] == 3 and out["kept"] == {}
     assert _keks(short_setup) == {out["kek_id"]}
+    assert not list((short_setup / "keys").glob(".kek-*"))  # a hidden leftover is gone
     with sqlite3.connect(short_setup / "state" / "catalog.db") as db:
         assert {r[0] for r in db.execute("SELECT kek_id FROM data_keys")} == {out["kek_id"]}
     _all_open(short_setup, tmp_path, stored)

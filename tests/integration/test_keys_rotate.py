@@ -77,11 +77,12 @@ def test_rotation_rewraps_every_key_and_touches_no_recording(app, clock, tmp_pat
     assert _kek_files(app) == {old_kek, result.kek_id}  # kept without --retire
     for object_id, data in stored.items():
         assert _read(app, clock, object_id, tmp_path) == data
-    (entry,) = _audit(app)
-    assert (entry["actor"], entry["reason"]) == ("ops", "yearly")
-    assert entry["details"] == {"kek_id": result.kek_id, "previous": old_kek, "retire": False,
-                                "rewrapped": 3, "failed": 0, "retired": [],
-                                "kept": {old_kek: 0}}
+    started, finished = _audit(app)  # before any key is unwrapped, and the outcome
+    assert {(e["actor"], e["reason"]) for e in (started, finished)} == {("ops", "yearly")}
+    assert started["details"] == {"stage": "started", "previous": old_kek, "retire": False}
+    assert finished["details"] == {"stage": "finished", "kek_id": result.kek_id,
+                                   "previous": old_kek, "retire": False, "rewrapped": 3,
+                                   "failed": 0, "retired": [], "kept": {old_kek: 0}}
     # this process's own provider follows: new data keys go under the new KEK
     new_id, _ = _ingest(app, clock, "later.wav", 9)
     assert _keys_rows(app)[new_id][0] == result.kek_id
@@ -202,6 +203,7 @@ def test_interrupted_rotation_loses_nothing_and_the_next_one_finishes(
     assert first_kek in _kek_files(app)
     for object_id, data in stored.items():  # every recording still opens
         assert _read(app, clock, object_id, tmp_path) == data
+    assert _audit(app)[-1]["details"]["stage"] == "interrupted"
     assert "disk full" in _audit(app)[-1]["details"]["error"]
 
     result = rotate_keys(app, actor="ops", reason="again", retire=True, now=clock.now())
@@ -245,6 +247,38 @@ def test_rewrap_replaces_only_the_key_it_read(app, clock):
                                           object_id=changed), object_id=changed)
     with sqlite3.connect(app.settings.catalog_path) as db:
         db.execute("UPDATE data_keys SET wrapped=? WHERE object_id=?", (other.blob, changed))
+    before = app.catalog.get(changed).kek_id
     assert app.catalog.rewrap_keys(items) == 0
     assert app.catalog.wrapped_key(gone) is None
     assert app.catalog.wrapped_key(changed) == other
+    assert app.catalog.get(changed).kek_id == before  # follows only a replaced key
+
+
+def test_a_stale_wrap_is_refused_up_to_the_moment_the_old_kek_is_destroyed(
+        app, clock, monkeypatch):
+    """The old KEK is marked retiring before its use is counted and its file destroyed:
+    an ingest by a process still wrapping under it, even at the last moment, fails (its
+    plaintext kept for the next try) instead of landing under a destroyed KEK."""
+    inbox = Path(app.settings.inbox[0])
+    stale = FileKeyProvider(app.settings.keys_dir)
+    monkeypatch.setattr(stale, "_fresh", lambda: stale._keys)  # never sees the rotation
+    daemon = open_app(app.settings.config_file.parent, clock)
+    daemon.keys = stale
+    outcomes = []
+    real_retire = keyrotation.retire_kek
+
+    def retire(keys_dir, kek_id):
+        make_wav(inbox / "late.wav", seed=4)
+        write_sidecar(inbox / "late.wav", purpose="training")
+        outcomes.append(Ingestor(daemon).ingest(inbox, "late.wav", now=clock.now()))
+        return real_retire(keys_dir, kek_id)
+
+    monkeypatch.setattr(keyrotation, "retire_kek", retire)
+    try:
+        result = rotate_keys(app, actor="ops", reason="r", retire=True, now=clock.now())
+    finally:
+        daemon.close()
+    (out,) = outcomes
+    assert out.outcome == "failed" and "being retired" in out.message
+    assert result.retired == [result.previous] and (inbox / "late.wav").exists()
+    assert app.catalog.kek_usage() == {}

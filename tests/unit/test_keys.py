@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from retentiond.crypto.keys import (
     FileKeyProvider,
     create_key_files,
+    discard_retiring,
     normalise_identifier,
     retire_kek,
     rotate,
@@ -450,6 +451,50 @@ def test_retire_kek_zeroes_then_removes_only_an_old_kek(keydir: Path, tmp_path: 
     with pytest.raises(ValueError, match="not a key-encryption key id"):
         retire_kek(keydir, "../kek.current")
     assert FileKeyProvider(keydir).kek_ids() == (new_id,)
+
+
+def test_a_retirement_cut_short_leaves_a_loadable_folder_and_is_finished(
+        keydir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old_id = FileKeyProvider(keydir).current_kek_id()
+    new_id = rotate(keydir, now=NOW)
+    monkeypatch.setattr("retentiond.crypto.keys._zero_and_remove", lambda path: None)
+    assert retire_kek(keydir, old_id)  # "crashed" after the rename
+    monkeypatch.undo()
+    left = keydir / f".{old_id}.retiring"
+    assert left.exists() and FileKeyProvider(keydir).kek_ids() == (new_id,)
+    assert discard_retiring(keydir) == 1
+    assert not left.exists() and discard_retiring(keydir) == 0
+
+
+def test_a_kek_retired_while_the_folder_is_read_is_skipped(
+        keydir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import retentiond.crypto.keys as keys_module
+
+    old_id = FileKeyProvider(keydir).current_kek_id()
+    new_id = rotate(keydir, now=NOW)
+    real = keys_module._load_kek
+
+    def racing(path: Path):  # retired between the listing and the read
+        if path.name == f"{old_id}.key":
+            retire_kek(keydir, old_id)
+        return real(path)
+
+    monkeypatch.setattr(keys_module, "_load_kek", racing)
+    assert FileKeyProvider(keydir).kek_ids() == (new_id,)
+
+
+def test_a_running_provider_forgets_a_retired_kek(keydir: Path) -> None:
+    running = FileKeyProvider(keydir)
+    old_id = running.current_kek_id()
+    old = running.wrap(DATA_KEY, object_id=OID)
+    new_id = rotate(keydir, now=NOW)
+    running.wrap(DATA_KEY, object_id=OID)  # sees the rotation; the old KEK still exists
+    assert running.kek_ids() == tuple(sorted((old_id, new_id)))
+    retire_kek(keydir, old_id)
+    running.wrap(DATA_KEY, object_id=OID)  # the folder changed: read again
+    assert running.kek_ids() == (new_id,)
+    with pytest.raises(KeyUnavailableError, match="does not exist"):
+        running.unwrap(old, object_id=OID)
 
 
 def test_running_provider_picks_up_a_kek_added_by_rotation(keydir: Path) -> None:

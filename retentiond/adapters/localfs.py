@@ -427,17 +427,24 @@ def scan_inbox(root: Path) -> list[InboxFile]:
     return sorted(found, key=lambda f: (f.mtime, f.relpath))
 
 
-def orphan_sidecars(root: Path) -> list[str]:
+def orphan_sidecars(root: Path) -> dict[str, float]:
     """Inbox-relative paths of sidecars whose recording is absent (symlinked folders are
-    not entered)."""
-    out = []
+    not entered), sorted, each with its ``st_ctime``: when it came into the inbox (a
+    create, a rename or a link sets it, and no copy tool can set it back), or its inode
+    last changed."""
+    out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         names = set(filenames)
         for name in filenames:
             if name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] not in names:
-                out.append((Path(dirpath) / name).relative_to(root).as_posix())
-    return sorted(out)
+                path = Path(dirpath) / name
+                try:
+                    changed = os.stat(path, follow_symlinks=False).st_ctime
+                except OSError:  # gone since the listing
+                    continue
+                out[path.relative_to(root).as_posix()] = changed
+    return dict(sorted(out.items()))
 
 
 # -- safe access to inbox files ------------------------------------------------------------

@@ -98,11 +98,11 @@ class S3Inbox(BucketPrefix):
 
     # -- listing ----------------------------------------------------------------------
 
-    def scan(self) -> tuple[list[S3Candidate], list[str]]:
+    def scan(self) -> tuple[list[S3Candidate], dict[str, datetime]]:
         """(every candidate recording under the prefix with its sidecar object if listed,
-        the keys of sidecars listed without their recording), from one listing. Hidden
-        names, partial-upload suffixes and folder placeholders are skipped, like in a drop
-        folder."""
+        the keys of sidecars listed without their recording, sorted, with their
+        LastModified), from one listing. Hidden names, partial-upload suffixes and folder
+        placeholders are skipped, like in a drop folder."""
         items: dict[str, S3Item] = {}
         cut = len(self.prefix)
         try:
@@ -124,9 +124,9 @@ class S3Inbox(BucketPrefix):
             if is_candidate(name):
                 out.append(S3Candidate(self, item, items.get(key + SIDECAR_SUFFIX)))
         have = {c.key for c in out}
-        orphans = [k for k in items if k.endswith(SIDECAR_SUFFIX)
-                   and k[: -len(SIDECAR_SUFFIX)] not in have]
-        return sorted(out, key=lambda c: c.key), sorted(orphans)
+        orphans = {k: items[k].modified for k in sorted(items) if k.endswith(SIDECAR_SUFFIX)
+                   and k[: -len(SIDECAR_SUFFIX)] not in have}
+        return sorted(out, key=lambda c: c.key), orphans
 
     # -- reading ----------------------------------------------------------------------
 

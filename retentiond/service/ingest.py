@@ -718,7 +718,9 @@ class Ingestor:
         mono = self.app.clock.monotonic()
         orphans = orphan_sidecars(root)
         unmatched: dict[str, float] = {}  # where -> first seen
-        seen = {root / r: self._orphans_seen.get(root / r, mono) for r in orphans}
+        seen = {root / r: self._first_seen(self._orphans_seen.get(root / r, mono), landed,
+                                           mono=mono, now=now)
+                for r, landed in orphans.items()}
         others = {k: v for k, v in self._orphans_seen.items() if not k.is_relative_to(root)}
         self._orphans_seen = others | seen
         for relpath in orphans:
@@ -751,21 +753,22 @@ class Ingestor:
         self._track_unmatched(str(root) + os.sep, unmatched, mono=mono)
         return applied
 
-    def apply_late_object_sidecars(self, inbox: S3Inbox, sidecar_keys: list[str], *,
-                                   now: datetime) -> int:
-        """``apply_late_sidecars`` for a bucket inbox: ``sidecar_keys`` are the
-        ``KEY.json`` objects listed without their recording. The recording's upload time
-        is known here (S3 LastModified), so no extra wait is needed."""
+    def apply_late_object_sidecars(self, inbox: S3Inbox, sidecars: Mapping[str, datetime],
+                                   *, now: datetime) -> int:
+        """``apply_late_sidecars`` for a bucket inbox: ``sidecars`` are the ``KEY.json``
+        objects listed without their recording, with their LastModified. The recording's
+        upload time is known here (S3 LastModified), so no extra wait is needed."""
         applied = 0
         unmatched: dict[str, float] = {}  # where -> first seen
         mono = self.app.clock.monotonic()
-        for skey in sidecar_keys:
+        for skey, modified in sidecars.items():
             source = inbox.url_of(skey[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
             if not recs:
                 where = inbox.url_of(skey)  # waiting for its recording
-                unmatched[where] = self._unmatched.get(where, mono)
+                unmatched[where] = self._first_seen(self._unmatched.get(where, mono),
+                                                    modified.timestamp(), mono=mono, now=now)
                 continue
             try:
                 got = inbox.read_small(skey, limit=MAX_SIDECAR_BYTES)
@@ -786,12 +789,20 @@ class Ingestor:
         self._track_unmatched(inbox.url_of(""), unmatched, mono=mono)
         return applied
 
+    @staticmethod
+    def _first_seen(seen: float, landed: float, *, mono: float, now: datetime) -> float:
+        """When a sidecar was first seen, on this process's monotonic clock: when this
+        process first saw it, or earlier if the store says it has been there longer
+        (``landed``: its file's ctime or its object's LastModified, seconds since the
+        epoch), so a restart or ``run --once`` does not start its age again. A store time
+        ahead of this process's clock counts as now."""
+        return min(seen, mono - max(0.0, now.timestamp() - landed))
+
     def _track_unmatched(self, scope: str, unmatched: Mapping[str, float], *,
                          mono: float) -> None:
         """Sidecars of one inbox (paths or URLs starting with ``scope``, with when each
-        was first seen) whose recording is neither there nor live in the catalog (never
-        arrived, or ingested and since deleted). Ages are this process's own (a
-        restart starts them again; ``run --once`` is too short to report). One left for
+        was first seen, see ``_first_seen``) whose recording is neither there nor live
+        in the catalog (never arrived, or ingested and since deleted). One left for
         ORPHAN_SIDECAR_SECONDS is reported once (``ingest.orphan_sidecar``) and counted
         in ``retentiond_inbox_orphan_sidecars`` until it goes: a sidecar may name the
         caller and carry notes in clear, so it must not linger unnoticed in an inbox

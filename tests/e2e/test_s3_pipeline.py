@@ -417,3 +417,24 @@ def test_a_sidecar_object_whose_recording_never_comes_is_reported_once(
     c.delete_object(Bucket=inbox, Key="incoming/calls/+33612345678-lost.wav.json")
     turn()
     assert app.metrics.registry.get_sample_value(gauge) == 0
+
+
+def test_a_restarted_daemon_counts_a_sidecar_object_from_its_upload(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The age comes from the object's LastModified, not from the process: a restart
+    (a new Daemon, nothing seen before) reports an hour-old orphan at its first listing."""
+    import logging
+
+    app, clock = s3_app
+    c, inbox = buckets["client"], buckets["inbox"]
+    caplog.set_level(logging.WARNING, logger="retentiond.service.ingest")
+    put(c, inbox, "incoming/old-lost.wav.json", json.dumps({"purpose": "quality"}).encode())
+    gauge = "retentiond_inbox_orphan_sidecars"
+    Daemon(app).ingest_ready(now=clock.now())
+    assert app.metrics.registry.get_sample_value(gauge) == 0
+    clock.advance(timedelta(minutes=61))
+    Daemon(app).ingest_ready(now=clock.now())  # restarted: first listing
+    (message,) = logged(caplog, "ingest.orphan_sidecar")
+    assert f"inbox s3://{inbox}/incoming: 1 sidecar(s)" in message, message
+    assert app.metrics.registry.get_sample_value(gauge) == 1

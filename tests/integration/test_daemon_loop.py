@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from retentiond.clock import ManualClock
 from retentiond.core.model import State
 from retentiond.service.daemon import Daemon
-from tests.conftest import logged, make_wav, write_sidecar
+from tests.conftest import logged, make_wav, open_app, write_sidecar
 
 
 def test_ingest_batch_is_bounded_so_sweeps_are_not_starved(app, clock):
@@ -281,3 +283,27 @@ def test_a_late_sidecar_is_no_orphan_and_a_recording_arriving_ends_the_count(app
     make_wav(inbox / "later.wav", seed=3)  # its recording comes at last
     daemon.ingest_ready(now=clock.now())
     assert app.metrics.registry.get_sample_value(gauge) == 0
+
+
+def test_a_restarted_daemon_counts_a_sidecar_from_when_it_landed(short_setup, caplog):
+    """The age is the file's own (its ctime: when it came into the inbox, which no copy
+    tool can set back), not the process's: a restarted daemon, or ``run --once`` from
+    cron, reports a sidecar alone for an hour at its first scan."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="retentiond.service.ingest")
+    inbox = short_setup / "inbox"
+    write_sidecar(inbox / "lost.wav", purpose="training", subject="+33 6 00 00 00 08")
+    landed = datetime.fromtimestamp(os.stat(inbox / "lost.wav.json").st_ctime, UTC)
+    gauge = "retentiond_inbox_orphan_sidecars"
+    for minutes, reported in ((59, 0), (61, 1)):  # a new process each time
+        clock = ManualClock(landed + timedelta(minutes=minutes))
+        app = open_app(short_setup, clock)
+        try:
+            Daemon(app).ingest_ready(now=clock.now())
+            assert app.metrics.registry.get_sample_value(gauge) == reported
+        finally:
+            app.close()
+    (message,) = logged(caplog, "ingest.orphan_sidecar")
+    assert f"inbox {inbox}: 1 sidecar(s)" in message and "lost" not in message
+    assert (inbox / "lost.wav.json").exists()  # left in place

@@ -262,6 +262,28 @@ class AuditLogStatus:
 
 
 @dataclass(frozen=True)
+class KeysStatus:
+    """Key management at a glance (GDPR Art. 32): the key-encryption key (KEK) in force,
+    since when (the date is part of its id), how many data keys each KEK wraps, and the
+    KEKs ``keys rotate --retire`` destroyed."""
+
+    current: str
+    in_use: tuple[tuple[str, int], ...]  # (KEK id, data keys wrapped under it)
+    retired: tuple[tuple[str, datetime], ...]  # (KEK id, when its file was destroyed)
+
+    @property
+    def current_since(self) -> str | None:
+        """``YYYY-MM-DD`` from the id (``kek-YYYYMMDD-...``), if it has that form."""
+        day = self.current[4:12]
+        return f"{day[:4]}-{day[4:6]}-{day[6:]}" if day.isdigit() and len(day) == 8 else None
+
+    def to_json(self) -> dict[str, Json]:
+        return {"current": self.current, "current_since": self.current_since,
+                "in_use": dict(self.in_use),
+                "retired": [{"kek_id": k, "retired_at": iso(at)} for k, at in self.retired]}
+
+
+@dataclass(frozen=True)
 class StoreFinding:
     """A vault/catalog inconsistency found by the reconciler (``catalog.findings()``)."""
 
@@ -322,6 +344,7 @@ class Report:
     audit_log: AuditLogStatus
     store_findings: tuple[StoreFinding, ...]
     warnings: tuple[ReportWarning, ...]
+    keys: KeysStatus | None = None
 
     # -- totals ---------------------------------------------------------------------
 
@@ -393,6 +416,7 @@ class Report:
                           "by_day": [d.to_json() for d in self.deletions]},
             "proof_log": self.proof_log.to_json(),
             "audit_log": self.audit_log.to_json(),
+            "keys": None if self.keys is None else self.keys.to_json(),
             "store_findings": [f.to_json() for f in self.store_findings],
             "warnings": [w.to_json() for w in self.warnings],
             "exit_code": self.exit_code,
@@ -564,7 +588,7 @@ def assemble_report(
     deletions: Iterable[tuple[str, str, str, int]],
     findings: Iterable[tuple[str, str | None, str, str, datetime, datetime]],
     residency: Iterable[Mapping[str, object]],
-    proof_log: ProofLogStatus, audit_log: AuditLogStatus,
+    proof_log: ProofLogStatus, audit_log: AuditLogStatus, keys: KeysStatus | None = None,
 ) -> Report:
     """The report from plain data (the shapes the catalog methods return)."""
     tally = list(tally)
@@ -588,7 +612,7 @@ def assemble_report(
                         for row in residency_list),
         deletions=tuple(sorted((DeletionDay(*d) for d in deletions),
                                key=lambda d: (d.day, d.reason, d.purpose))),
-        proof_log=proof_log, audit_log=audit_log, store_findings=store_findings,
+        proof_log=proof_log, audit_log=audit_log, keys=keys, store_findings=store_findings,
         warnings=_warnings(purposes=purposes, quarantine=quarantine, notes=notes_findings,
                            findings=store_findings, proof=proof_log, audit=audit_log,
                            undeclared=sum(1 for row in residency_list
@@ -648,6 +672,13 @@ def audit_log_status(app: App) -> AuditLogStatus:
     return AuditLogStatus(str(path), verified=True, entries=s.entries, head=s.head)
 
 
+def keys_status(app: App) -> KeysStatus:
+    usage = app.catalog.kek_usage()
+    retired = sorted((k, at) for k, at in app.catalog.retired_keks().items() if at is not None)
+    return KeysStatus(current=app.keys.current_kek_id(), in_use=tuple(sorted(usage.items())),
+                      retired=tuple(retired))
+
+
 def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Report:
     """Read everything the report needs from ``app`` at ``now``. ``witness``: the last
     checkpoint ``proof verify`` recorded (checked for consistency, never written)."""
@@ -661,5 +692,5 @@ def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Rep
         proof_log=proof_log_status(app.proof_log, location=app.settings.proofs,
                                    catalog_proofs=0 if last_index is None else last_index + 1,
                                    witness=witness),
-        audit_log=audit_log_status(app),
+        audit_log=audit_log_status(app), keys=keys_status(app),
     )

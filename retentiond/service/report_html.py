@@ -685,6 +685,33 @@ def _audit(r: Report) -> str:
         + _cite(CITE_TRACE) + "</section>")
 
 
+def _keys(r: Report) -> str:
+    k = r.keys
+    if k is None:
+        return ""
+    rows = ("<tr>" + _td(f"<code>{e(kek)}</code>", col="kek")
+            + _td_n(n, col="data_keys") + _td("in force" if kek == k.current else "",
+                                              col="current") + "</tr>"
+            for kek, n in k.in_use)
+    table = _table([("Key-encryption key", False), ("Data keys wrapped", True), ("", False)],
+                   rows) if k.in_use else ""
+    retired = "".join(f"<li><code>{e(kek)}</code> destroyed {e(fmt_time(at, utc=False))}</li>"
+                      for kek, at in k.retired)
+    return (
+        '<section id="keys"><h2>Keys</h2><dl class="kv">'
+        f"<dt>Key-encryption key in force</dt><dd><code data-figure=\"kek-current\">"
+        f"{e(k.current)}</code></dd>"
+        f"<dt>Created</dt><dd data-figure=\"kek-since\">{e(k.current_since or '–')}</dd>"
+        f"<dt>Retired keys</dt><dd data-figure=\"kek-retired\">{len(k.retired)}</dd></dl>"
+        f"{table}{'<ul>' + retired + '</ul>' if retired else ''}"
+        '<p class="rule">Each recording has its own data key, kept wrapped by a '
+        "key-encryption key apart from the recording; destroying it destroys the recording, "
+        "in backups too. <code>retentiond keys rotate --retire</code> re-wraps every data key "
+        "under a new key-encryption key and destroys the old ones, so catalog backups older "
+        "than the rotation open nothing. GDPR Art. 32: encryption, and its keys managed.</p>"
+        "</section>")
+
+
 def _findings(r: Report) -> str:
     if not r.store_findings:
         body = '<p class="empty">The vault and the catalog agree.</p>'
@@ -721,14 +748,15 @@ def _policy(r: Report) -> str:
 
 SECTIONS = (("purposes", "Purposes"), ("deletions", "Deletions"), ("sampling", "Sampling"),
             ("quarantine", "Quarantine"), ("notes", "Notes"), ("residency", "Residency"),
-            ("proof-log", "Proof log"), ("audit-log", "Audit log"),
+            ("proof-log", "Proof log"), ("audit-log", "Audit log"), ("keys", "Keys"),
             ("store-findings", "Store findings"), ("policy", "Policy"))
 
 
 def render_html(report: Report) -> str:
     """The whole page, one string (UTF-8 text)."""
     r = report
-    nav = "".join(f'<a href="#{s}">{e(label)}</a>' for s, label in SECTIONS)
+    nav = "".join(f'<a href="#{s}">{e(label)}</a>' for s, label in SECTIONS
+                  if s != "keys" or r.keys is not None)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -743,7 +771,8 @@ def render_html(report: Report) -> str:
         f'<code data-figure="policy-sha256">{e(r.policy_sha256)}</code></div></header>'
         f"<main><nav>{nav}</nav>{_alerts(r)}{_cards(r)}"
         f"{_purposes(r)}{_deletions(r)}{_sampling(r)}{_quarantine(r)}{_notes(r)}"
-        f"{_residency(r.residency)}{_proof(r)}{_audit(r)}{_findings(r)}{_policy(r)}</main>"
+        f"{_residency(r.residency)}{_proof(r)}{_audit(r)}{_keys(r)}{_findings(r)}{_policy(r)}"
+        "</main>"
         "<footer>Made by <code>retentiond audit report</code>. The machine-readable form of "
         "the same figures: <code>retentiond audit report --json</code>. Sources of the "
         "quoted rules: the CNIL texts kept with retentiond's specification "

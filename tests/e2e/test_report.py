@@ -253,6 +253,9 @@ def test_report_json_figures_match_the_other_commands(report_setup):
                       "sampling", "quarantine", "notes_findings", "residency", "deletions",
                       "proof_log", "audit_log", "store_findings", "warnings", "exit_code"}
     assert r["policy"]["name"] == "report-test" and len(r["policy"]["sha256"]) == 64
+    current = (setup / "keys" / "kek.current").read_text().strip()
+    assert r["keys"]["current"] == current and r["keys"]["retired"] == []
+    assert r["keys"]["in_use"] == {current: exp["live"]}  # deleted ones have no key left
     purposes = {p["purpose"]: p for p in r["purposes"]}
     assert list(purposes) == ["quality", "training", "banking-evidence"]
     for name, row in purposes.items():
@@ -322,6 +325,8 @@ def test_report_json_figures_match_the_other_commands(report_setup):
     # the text summary and the JSON file agree, with the same exit code
     p = run_cli("audit", "report", setup=setup)
     assert p.returncode == 1 and "held-overdue (1)" in p.stdout, p.stdout + p.stderr
+    assert f"keys: {r['keys']['current']} in force (since {r['keys']['current_since']}), " \
+        f"{exp['live']} data key(s) under 1 key-encryption key(s), 0 retired" in p.stdout
     out = setup / "report.json"
     p = run_cli("audit", "report", "--out", str(out), "--json", setup=setup)
     assert p.returncode == 1, p.stderr
@@ -374,6 +379,7 @@ def test_report_html_in_real_chromium(report_setup, chromium, tmp_path):
     assert dom.figures["proof-root"] == s["proof"]["root"]
     assert dom.figures["audit-head"] == s["audit"]["head"]
     assert dom.figures["policy-name"] == "report-test"
+    assert dom.figures["kek-current"] == (s["setup"] / "keys" / "kek.current").read_text().strip()
     for purpose in ("quality", "training", "banking-evidence"):
         assert dom.purpose_cells[(purpose, "count")] == str(exp["live_by_purpose"][purpose])
         assert dom.purpose_cells[(purpose, "deleted")] == str(exp["deleted_by_purpose"][purpose])

@@ -179,7 +179,7 @@ def test_json_is_serialisable_and_has_the_documented_keys():
     assert set(doc) == {"report_version", "generated_at", "retentiond_version", "policy",
                         "policy_versions", "summary", "purposes", "sampling", "quarantine",
                         "notes_findings", "residency", "deletions", "proof_log", "audit_log",
-                        "store_findings", "warnings", "exit_code"}
+                        "keys", "store_findings", "warnings", "exit_code"}
     assert "diab" not in text  # there is no note text to leak in the first place
     assert doc["generated_at"] == "2026-11-23T09:00:00+00:00"
 
@@ -313,6 +313,30 @@ def test_figures_present_in_the_page():
     assert "ROOTHASH=" in page and "ab" * 32 in page
     assert "ne peut être ni automatique ni systématique" in page  # CNIL rule cited
     assert "not in policy" in page  # marketing-old
+
+
+def test_keys_section():
+    from dataclasses import replace as replaced
+
+    from retentiond.service.report import KeysStatus
+
+    assert 'href="#keys"' not in render_html(full_report())  # no key figures, no link
+    keys = KeysStatus(current="kek-20261201-0a0b0c0d",
+                      in_use=(("kek-20261101-<b>x", 2), ("kek-20261201-0a0b0c0d", 5)),
+                      retired=(("kek-20261001-aaaaaaaa", NOW - timedelta(days=30)),))
+    r = replaced(full_report(), keys=keys)
+    assert r.to_json()["keys"] == {
+        "current": "kek-20261201-0a0b0c0d", "current_since": "2026-12-01",
+        "in_use": {"kek-20261101-<b>x": 2, "kek-20261201-0a0b0c0d": 5},
+        "retired": [{"kek_id": "kek-20261001-aaaaaaaa",
+                     "retired_at": "2026-10-24T09:00:00+00:00"}]}
+    page = render_html(r)
+    assert 'href="#keys"' in page and '<section id="keys">' in page
+    assert 'data-figure="kek-current">kek-20261201-0a0b0c0d<' in page
+    assert 'data-figure="kek-since">2026-12-01<' in page
+    assert 'data-figure="kek-retired">1<' in page and "kek-20261001-aaaaaaaa" in page
+    assert "<b>x" not in page and "&lt;b&gt;x" in page
+    assert KeysStatus(current="kek-odd", in_use=(), retired=()).current_since is None
 
 
 def test_long_tables_are_cut_and_say_so():

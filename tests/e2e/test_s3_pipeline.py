@@ -22,7 +22,7 @@ from retentiond.core.model import State
 from retentiond.crypto.signing import NoteVerifier
 from retentiond.service.access import retrieve
 from retentiond.service.daemon import Daemon
-from retentiond.service.holds import add_holds, remove_holds
+from retentiond.service.holds import HoldTarget, add_holds, place_holds, remove_holds
 from retentiond.service.prooflog import verify_log
 from retentiond.service.wiring import App, build_app
 from retentiond.settings import load_settings
@@ -279,6 +279,38 @@ def app_ingest(app: App, inbox_bucket: str, key: str, clock: ManualClock) -> Any
     (inbox,) = app.s3_inboxes
     assert inbox.bucket == inbox_bucket
     return Daemon(app).ingestor.ingest_object(inbox, key, now=clock.now())
+
+
+def test_a_standing_subject_hold_is_mirrored_on_recordings_that_arrive_later(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
+    """A hold on a caller keeps their future calls too: each one is put under the S3
+    legal hold as it is ingested, not only those present when the hold was placed."""
+    app, clock = s3_app
+    c, inbox, vault = buckets["client"], buckets["inbox"], buckets["vault"]
+    subject = "+33 6 12 34 56 99"
+    (change,) = place_holds(app, [HoldTarget("subject", app.keys.pseudonym(subject))],
+                            reason="police request 42", actor="dpo", now=clock.now())
+    assert change.covered == ()  # nothing of theirs yet
+    for seed, (name, who) in enumerate((("later.wav", subject),
+                                        ("other.wav", "+33 6 00 00 00 01"))):
+        put(c, inbox, f"incoming/{name}", make_wav(tmp_path / name, seed=seed), Metadata={
+            "retentiond-purpose": "quality", "retentiond-subject": who})
+    later, other = (app_ingest(app, inbox, n, clock)
+                    for n in ("later.wav", "other.wav"))
+    assert later.outcome == other.outcome == "stored"
+
+    def legal_hold(out: Any) -> str:
+        key = f"v/{app.catalog.get(out.object_id).location}"
+        try:
+            hold = c.get_object_legal_hold(Bucket=vault, Key=key)["LegalHold"]
+            return str(hold.get("Status", "OFF"))  # moto: an empty LegalHold if never set
+        except c.exceptions.ClientError as e:  # never set on this object
+            assert e.response["Error"]["Code"] in (
+                "NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"), e
+            return "OFF"
+
+    assert legal_hold(later) == "ON" and app.catalog.is_held(later.object_id)
+    assert legal_hold(other) == "OFF" and not app.catalog.is_held(other.object_id)
 
 
 def test_store_lock_blocks_deletion_reported_and_retried(

@@ -268,8 +268,9 @@ class Metrics:
         for kind in ("missing", "changed", "reappeared", "orphan"):
             self.store_findings.labels(kind=kind)
         self.orphan_sidecars = Gauge(
-            "retentiond_inbox_orphan_sidecars", "Sidecars left in an inbox without their "
-            "recording (neither there nor ingested) for over an hour", registry=registry,
+            "retentiond_inbox_orphan_sidecars", "Sidecars in an inbox with no live recording "
+            "(not there, not live in the catalog) for over an hour or 10 x the sidecar wait, "
+            "counted from when they came into the inbox", registry=registry,
         )
         # -- compliance -----------------------------------------------------------------
         self.notes_findings = Counter(

@@ -541,7 +541,10 @@ class Ingestor:
         except RetentiondError as e:
             app.metrics.errors.labels(stage="ingest").inc()
             app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
-            logger.error("ingest failed: %s", e, extra={"event": "ingest.failed"})
+            # the log names the inbox, not the object: recorders put callers' numbers in keys
+            logger.error("ingest failed: %s", str(e).replace(source, f"an object of "
+                                                             f"{inbox.url_of('')}"),
+                         extra={"event": "ingest.failed"})
             return IngestOutcome(source, "failed", message=str(e), exit_code=e.exit_code)
         finally:
             with self._guard:
@@ -718,23 +721,26 @@ class Ingestor:
         mono = self.app.clock.monotonic()
         orphans = orphan_sidecars(root)
         unmatched: dict[str, float] = {}  # where -> first seen
-        seen = {root / r: self._first_seen(self._orphans_seen.get(root / r, mono), landed,
-                                           mono=mono, now=now)
-                for r, landed in orphans.items()}
+        seen = {root / r: self._orphans_seen.get(root / r, mono) for r in orphans}
         others = {k: v for k, v in self._orphans_seen.items() if not k.is_relative_to(root)}
         self._orphans_seen = others | seen
-        for relpath in orphans:
+        for relpath, landed in orphans.items():
+            path = root / relpath
             # a sidecar dropped before its recording is not late: wait as long as a
-            # recording waits for its sidecar before deciding it belongs to an old one
-            if mono - seen[root / relpath] < self.app.settings.sidecar_wait_seconds:
-                unmatched[str(root / relpath)] = seen[root / relpath]
+            # recording waits for its sidecar before deciding it belongs to an old one.
+            # This process's own clock decides, never the file's ctime: a file server's
+            # clock behind ours would make a new sidecar look old, and its objection
+            # would land on an old recording of the same name
+            if mono - seen[path] < self.app.settings.sidecar_wait_seconds:
+                unmatched[str(path)] = self._first_seen(seen[path], landed, mono=mono,
+                                                        now=now)
                 continue
             reldir, _, name = relpath[: -len(SIDECAR_SUFFIX)].rpartition("/")
             source = str(root / relpath[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
-            if not recs:
-                unmatched[str(root / relpath)] = seen[root / relpath]  # waiting for it
+            if not recs:  # waiting for its recording
+                unmatched[str(path)] = self._first_seen(seen[path], landed, mono=mono, now=now)
                 continue
             rec = recs[-1]
             try:
@@ -772,8 +778,9 @@ class Ingestor:
                 continue
             try:
                 got = inbox.read_small(skey, limit=MAX_SIDECAR_BYTES)
-            except (InputError, StorageError) as e:
-                self._late_sidecar(recs[-1], None, f"sidecar: {e}", now=now,
+            except (InputError, StorageError) as e:  # never the key: it may hold a number
+                why = str(e).replace(inbox.url_of(skey), "the sidecar object")
+                self._late_sidecar(recs[-1], None, f"sidecar: {why}", now=now,
                                    remove=lambda: False)
                 continue
             if got is None:
@@ -791,11 +798,12 @@ class Ingestor:
 
     @staticmethod
     def _first_seen(seen: float, landed: float, *, mono: float, now: datetime) -> float:
-        """When a sidecar was first seen, on this process's monotonic clock: when this
-        process first saw it, or earlier if the store says it has been there longer
-        (``landed``: its file's ctime or its object's LastModified, seconds since the
-        epoch), so a restart or ``run --once`` does not start its age again. A store time
-        ahead of this process's clock counts as now."""
+        """When a sidecar was first seen, for the orphan report only, on this process's
+        monotonic clock: when this process first saw it, or earlier if the store says it
+        has been there longer (``landed``: its file's ctime or its object's LastModified,
+        seconds since the epoch), so a restart or ``run --once`` does not start its age
+        again. A store time ahead of this process's clock counts as now; one behind it
+        makes a report come early, never a decision about the recording."""
         return min(seen, mono - max(0.0, now.timestamp() - landed))
 
     def _track_unmatched(self, scope: str, unmatched: Mapping[str, float], *,

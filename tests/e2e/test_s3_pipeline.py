@@ -313,6 +313,32 @@ def test_a_standing_subject_hold_is_mirrored_on_recordings_that_arrive_later(
     assert legal_hold(other) == "OFF" and not app.catalog.is_held(other.object_id)
 
 
+def test_a_failed_bucket_read_is_logged_without_the_object_name(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock],
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorders put callers' numbers in object keys: a failure names the inbox in the
+    log (the outcome, for the command's own output, keeps the full name)."""
+    import logging
+
+    from retentiond.adapters.s3_inbox import S3Inbox
+    from retentiond.errors import StorageError
+
+    app, clock = s3_app
+    c, inbox = buckets["client"], buckets["inbox"]
+    caplog.set_level(logging.ERROR, logger="retentiond.service.ingest")
+    put(c, inbox, "incoming/+33612345678.wav", b"RIFF....", Metadata={
+        "retentiond-purpose": "quality"})
+
+    def denied(self: S3Inbox, key: str) -> Any:
+        raise StorageError(f"{self.url_of(key)}: access denied")
+
+    monkeypatch.setattr(S3Inbox, "open", denied)
+    out = app_ingest(app, inbox, "+33612345678.wav", clock)
+    assert out.outcome == "failed" and "+33612345678" in out.message
+    (message,) = logged(caplog, "ingest.failed")
+    assert "+336" not in message and f"an object of s3://{inbox}/incoming" in message
+
+
 def test_store_lock_blocks_deletion_reported_and_retried(
         buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
     """An S3 legal hold put behind retentiond's back: the sweep reports the recording as

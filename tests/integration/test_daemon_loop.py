@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from retentiond.clock import ManualClock
 from retentiond.core.model import State
 from retentiond.service.daemon import Daemon
@@ -122,6 +124,34 @@ def test_sidecar_dropped_before_its_recording_is_not_late(app, clock):
     (second,), _, _ = daemon.ingest_ready(now=clock.now())
     assert app.catalog.get(first.object_id).objection is False
     assert app.catalog.get(second.object_id).objection is True
+
+
+@pytest.mark.parametrize("behind", [0, 120])
+def test_a_file_server_clock_behind_ours_never_makes_a_new_sidecar_late(short_setup, behind):
+    """The wait for a recording after its sidecar is on this process's clock, not on the
+    file's ctime: with the file server's clock two minutes behind ours, the new sidecar
+    still belongs to the new recording of the same name, not to the old one."""
+    clock = ManualClock(datetime.now(UTC) + timedelta(seconds=behind))
+    app = open_app(short_setup, clock)
+    try:
+        inbox = Path(app.settings.inbox[0])
+        make_wav(inbox / "a.wav")
+        write_sidecar(inbox / "a.wav", purpose="training")
+        daemon = Daemon(app)
+        daemon.ingest_ready(now=clock.now())
+        clock.advance(timedelta(seconds=5))
+        (first,), _, _ = daemon.ingest_ready(now=clock.now())
+        write_sidecar(inbox / "a.wav", purpose="training", objection=True)
+        daemon.ingest_ready(now=clock.now())
+        clock.advance(timedelta(milliseconds=500))
+        make_wav(inbox / "a.wav", seed=9)
+        daemon.ingest_ready(now=clock.now())
+        clock.advance(timedelta(seconds=5))
+        (second,), _, _ = daemon.ingest_ready(now=clock.now())
+        assert app.catalog.get(first.object_id).objection is False
+        assert app.catalog.get(second.object_id).objection is True
+    finally:
+        app.close()
 
 
 def test_big_recordings_into_a_bucket_vault_are_limited_whatever_the_workers(app):

@@ -147,8 +147,8 @@ def summary_text(r: Report) -> str:
     if r.keys is not None:
         k = r.keys
         lines.append(f"keys: {k.current} in force (since {k.current_since or '?'}), "
-                     f"{sum(n for _, n in k.in_use)} data key(s) under "
-                     f"{len(k.in_use)} key-encryption key(s), {len(k.retired)} retired")
+                     f"{sum(n for _, n in k.in_use)} data key(s), {k.not_current} under "
+                     f"older keys, {len(k.kept)} old key(s) kept, {len(k.retired)} retired")
     kinds = Counter(str(x.get("kind") or "other") for x in r.residency)
     lines.append("residency: " + (", ".join(f"{n} {k}(s)" for k, n in sorted(kinds.items()))
                                   if kinds else "not declared"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -104,4 +105,9 @@ def now() -> datetime:
 
 
 def actor_default() -> str:
-    return os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+    """Who runs the command, for the audit log: the user behind ``sudo``, else the login
+    name (environment, else the password database: cron and containers set no USER)."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (OSError, KeyError):  # an uid with no name
+        return f"uid {os.getuid()}"

@@ -27,13 +27,13 @@ is unwrapped, and again with its outcome.
 ROTATE_EPILOG = """\
 exit codes:
   0   every data key re-wrapped (and, with --retire, every old KEK destroyed)
+  2   the key folder does not load, or is a copy made by the Helm chart; nothing changed
+  5   the key folder cannot be written (read-only mount), or the audit log cannot (then
+      before any data key is unwrapped)
   6   some data keys could not be re-wrapped (tampered catalog row, or its KEK file is
       missing): they are listed and stay under their old KEK, which is kept; the others
       are rotated
   10  another 'keys rotate' is running
-  2   the key folder does not load, or is a copy made by the Helm chart; nothing changed
-  5   the key folder cannot be written (read-only mount)
-  8   the audit log cannot be written (before any data key is unwrapped)
 """
 
 

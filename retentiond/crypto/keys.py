@@ -128,11 +128,12 @@ class FileKeyProvider:
         return self._dir
 
     def current_kek_id(self) -> str:
-        return self._keys.current_kek_id
+        """The KEK new data keys are wrapped under (as on disk now: see ``_fresh``)."""
+        return self._fresh().current_kek_id
 
     def kek_ids(self) -> tuple[str, ...]:
-        """Ids of the KEKs loaded so far, sorted."""
-        return tuple(sorted(self._keys.keks))
+        """Ids of the KEKs loaded so far, sorted (the folder re-read if it changed)."""
+        return tuple(sorted(self._fresh().keks))
 
     def reload(self) -> None:
         """Re-read the folder (after ``rotate`` by another process); all or nothing."""

@@ -97,49 +97,52 @@ def rotate_keys(app: App, *, actor: str, reason: str, retire: bool,
         app.audit.append(action="keys-rotate", actor=actor, reason=reason, now=now,
                          details={"stage": "started", "previous": previous,
                                   "retire": retire})
+        result = RotationResult(kek_id="", previous=previous)
         try:
-            discard_retiring(keys_dir)  # a retirement a crash interrupted
-            new = rotate(keys_dir, now=now)
-        except OSError as e:
-            raise StorageError(f"{keys_dir}: cannot change the key folder: "
-                               f"{e.strerror}") from None
-        crashpoint("keys.after_new_kek")
-        provider = FileKeyProvider(keys_dir)
-        result = RotationResult(kek_id=new, previous=previous)
-        old = [k for k in provider.kek_ids() if k != new]
-        try:
-            if retire:
-                app.catalog.mark_keks_retiring(old, now=now)
-            _rewrap_all(app, provider, result)
-            usage = app.catalog.kek_usage()
-            for kek in old:
-                if retire and not usage.get(kek):
-                    try:
-                        retire_kek(keys_dir, kek)
-                    except OSError as e:
-                        raise StorageError(f"{keys_dir}: cannot destroy {kek}.key: "
-                                           f"{e.strerror}") from None
-                    except ValueError as e:  # kek.current changed behind the lock
-                        raise ConfigError(f"{keys_dir}: changed during the rotation: "
-                                          f"{e}") from None
-                    crashpoint("keys.after_retire_file")
-                    app.catalog.mark_kek_retired(kek, now=now)
-                    result.retired.append(kek)
-                else:
-                    result.kept[kek] = usage.get(kek, 0)
+            _rotate(app, result, retire=retire, now=now)
         except RetentiondError as e:
-            try:  # the new KEK is in force whatever failed after: the audit log says so
-                _audit(app, result, actor=actor, reason=reason, now=now, retire=retire,
+            try:  # whatever failed, the audit log says so (the new KEK may be in force)
+                _audit(app, result, actor=actor, reason=reason, retire=retire,
                        error=e.message)
             except RetentiondError as audit_error:
                 logger.error("cannot audit the interrupted key rotation: %s", audit_error,
                              extra={"event": "keys.audit_failed"})
             raise
-        _audit(app, result, actor=actor, reason=reason, now=now, retire=retire)
+        _audit(app, result, actor=actor, reason=reason, retire=retire)
     logger.info("key-encryption key rotated to %s: %d data key(s) re-wrapped, %d failed, "
-                "%d old key(s) retired", new, result.rewrapped, result.failed,
+                "%d old key(s) retired", result.kek_id, result.rewrapped, result.failed,
                 len(result.retired), extra={"event": "keys.rotated"})
     return result
+
+
+def _rotate(app: App, result: RotationResult, *, retire: bool, now: datetime) -> None:
+    """Steps 1-4 of the module's docstring, filling ``result`` as they go."""
+    keys_dir = app.settings.keys_dir
+    try:
+        discard_retiring(keys_dir)  # a retirement a crash interrupted
+        result.kek_id = rotate(keys_dir, now=now)
+    except OSError as e:
+        raise StorageError(f"{keys_dir}: cannot change the key folder: {e.strerror}") from None
+    crashpoint("keys.after_new_kek")
+    provider = FileKeyProvider(keys_dir)
+    old = [k for k in provider.kek_ids() if k != result.kek_id]
+    if retire:
+        app.catalog.mark_keks_retiring(old, now=app.clock.now())
+    _rewrap_all(app, provider, result)
+    usage = app.catalog.kek_usage()
+    for kek in old:
+        if not retire or usage.get(kek):
+            result.kept[kek] = usage.get(kek, 0)
+            continue
+        try:
+            retire_kek(keys_dir, kek)
+        except OSError as e:
+            raise StorageError(f"{keys_dir}: cannot destroy {kek}.key: {e.strerror}") from None
+        except ValueError as e:  # kek.current changed behind the lock
+            raise ConfigError(f"{keys_dir}: changed during the rotation: {e}") from None
+        crashpoint("keys.after_retire_file")
+        app.catalog.mark_kek_retired(kek, now=app.clock.now())
+        result.retired.append(kek)
 
 
 def _rewrap_all(app: App, provider: FileKeyProvider, result: RotationResult) -> None:
@@ -171,15 +174,16 @@ def _rewrap_all(app: App, provider: FileKeyProvider, result: RotationResult) -> 
         crashpoint("keys.after_rewrap_page")
 
 
-def _audit(app: App, result: RotationResult, *, actor: str, reason: str, now: datetime,
-           retire: bool, error: str | None = None) -> None:
+def _audit(app: App, result: RotationResult, *, actor: str, reason: str, retire: bool,
+           error: str | None = None) -> None:
+    """The outcome, at the time it is known (the start has its own entry)."""
     details: dict[str, object] = {
         "stage": "finished" if error is None else "interrupted",
-        "kek_id": result.kek_id, "previous": result.previous, "retire": retire,
+        "kek_id": result.kek_id or None, "previous": result.previous, "retire": retire,
         "rewrapped": result.rewrapped, "failed": result.failed, "retired": result.retired,
         "kept": result.kept,
     }
     if error is not None:
         details["error"] = error
-    app.audit.append(action="keys-rotate", actor=actor, reason=reason, now=now,
+    app.audit.append(action="keys-rotate", actor=actor, reason=reason, now=app.clock.now(),
                      details=details)

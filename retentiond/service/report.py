@@ -264,12 +264,13 @@ class AuditLogStatus:
 @dataclass(frozen=True)
 class KeysStatus:
     """Key management at a glance (GDPR Art. 32): the key-encryption key (KEK) in force,
-    since when (the date is part of its id), how many data keys each KEK wraps, and the
-    KEKs ``keys rotate --retire`` destroyed."""
+    since when (the date is part of its id), how many data keys each KEK wraps, the old
+    KEK files still in the key folder, and the KEKs ``keys rotate --retire`` destroyed."""
 
     current: str
     in_use: tuple[tuple[str, int], ...]  # (KEK id, data keys wrapped under it)
     retired: tuple[tuple[str, datetime], ...]  # (KEK id, when its file was destroyed)
+    files: tuple[str, ...] = ()  # KEK files in the key folder
 
     @property
     def current_since(self) -> str | None:
@@ -277,9 +278,25 @@ class KeysStatus:
         day = self.current[4:12]
         return f"{day[:4]}-{day[4:6]}-{day[6:]}" if day.isdigit() and len(day) == 8 else None
 
+    @property
+    def kept(self) -> tuple[str, ...]:
+        """Old KEK files still in the folder (a catalog backup they wrapped still opens)."""
+        return tuple(k for k in self.files if k != self.current)
+
+    @property
+    def not_current(self) -> int:
+        """Data keys under a KEK other than the one in force."""
+        return sum(n for kek, n in self.in_use if kek != self.current)
+
+    @property
+    def missing(self) -> int:
+        """Data keys under a KEK whose file is not in the key folder: undecryptable."""
+        return sum(n for kek, n in self.in_use if kek not in self.files)
+
     def to_json(self) -> dict[str, Json]:
         return {"current": self.current, "current_since": self.current_since,
-                "in_use": dict(self.in_use),
+                "in_use": dict(self.in_use), "kept": list(self.kept),
+                "missing": sorted(k for k, n in self.in_use if k not in self.files),
                 "retired": [{"kek_id": k, "retired_at": iso(at)} for k, at in self.retired]}
 
 
@@ -542,7 +559,7 @@ def _notes(rows: Iterable[tuple[str, str, str, str]]) -> tuple[NotesFinding, ...
 def _warnings(
     *, purposes: Sequence[PurposeRow], quarantine: QuarantineSummary,
     notes: Sequence[NotesFinding], findings: Sequence[StoreFinding], proof: ProofLogStatus,
-    audit: AuditLogStatus, undeclared: int = 0,
+    audit: AuditLogStatus, undeclared: int = 0, keys: KeysStatus | None = None,
 ) -> tuple[ReportWarning, ...]:
     out: list[ReportWarning] = []
 
@@ -573,6 +590,15 @@ def _warnings(
     add("residency-undeclared", undeclared,
         "stores whose location is not declared (add a 'residency' section to the "
         "configuration: docs/residency.md); transfers outside the EU cannot be ruled out")
+    if keys is not None:
+        add("keys-missing", keys.missing,
+            "data keys are wrapped under a key-encryption key whose file is not in the key "
+            "folder: those recordings cannot be decrypted; restore the file from a backup "
+            "of the key folder")
+        add("keys-not-rotated", keys.not_current,
+            "data keys are wrapped under a key-encryption key other than the one in force: "
+            "a 'keys rotate' did not finish, or could not unwrap them (a damaged catalog "
+            "row); run it again and read what it reports")
     if proof.verified and proof.entries is not None and proof.catalog_proofs > proof.entries:
         add("proof-log-behind-catalog", proof.catalog_proofs - proof.entries,
             f"the catalog records {proof.catalog_proofs} proven deletions but the proof "
@@ -617,7 +643,7 @@ def assemble_report(
                            findings=store_findings, proof=proof_log, audit=audit_log,
                            undeclared=sum(1 for row in residency_list
                                           if row.get("kind") == "store"
-                                          and row.get("zone") is None)),
+                                          and row.get("zone") is None), keys=keys),
     )
 
 
@@ -673,10 +699,17 @@ def audit_log_status(app: App) -> AuditLogStatus:
 
 
 def keys_status(app: App) -> KeysStatus:
-    usage = app.catalog.kek_usage()
+    """Read-only: the catalog's counts and the names of the KEK files in the key folder."""
+    current = app.keys.current_kek_id()
+    usage = {current: 0} | app.catalog.kek_usage()
     retired = sorted((k, at) for k, at in app.catalog.retired_keks().items() if at is not None)
-    return KeysStatus(current=app.keys.current_kek_id(), in_use=tuple(sorted(usage.items())),
-                      retired=tuple(retired))
+    try:
+        files = sorted(p.name.removesuffix(".key")
+                       for p in app.settings.keys_dir.glob("kek-*.key"))
+    except OSError as e:
+        raise StorageError(f"{app.settings.keys_dir}: cannot list: {e.strerror}") from None
+    return KeysStatus(current=current, in_use=tuple(sorted(usage.items())),
+                      retired=tuple(retired), files=tuple(files))
 
 
 def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Report:

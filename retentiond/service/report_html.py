@@ -81,6 +81,10 @@ CITE_RESIDENCY = (
 CITE_PROCESSOR = (
     "le sous-traitant doit présenter des garanties suffisantes pour assurer la "
     "confidentialité des données auxquels il accède", "context/000_822542ba0a462e32.txt")
+CITE_SECURITY = (
+    "vérifier que l’infogérant présente les garanties suffisantes pour assurer la mise en "
+    "œuvre des mesures de sécurité et de confidentialité nécessaires à la préservation des "
+    "données collectées", "context/001_aef597fe755596ca.txt")
 CITE_TRACE = (
     "qui a eu accès à quoi, qui a modifié quoi, quand etc.",
     "context/000_822542ba0a462e32.txt")
@@ -689,27 +693,39 @@ def _keys(r: Report) -> str:
     k = r.keys
     if k is None:
         return ""
+
+    def status(kek: str) -> str:
+        if kek not in k.files:
+            return "FILE MISSING"
+        return "in force" if kek == k.current else "kept"
+
     rows = ("<tr>" + _td(f"<code>{e(kek)}</code>", col="kek")
-            + _td_n(n, col="data_keys") + _td("in force" if kek == k.current else "",
-                                              col="current") + "</tr>"
+            + _td_n(n, col="data_keys", hot=kek not in k.files)
+            + _td(e(status(kek)), col="status") + "</tr>"
             for kek, n in k.in_use)
-    table = _table([("Key-encryption key", False), ("Data keys wrapped", True), ("", False)],
-                   rows) if k.in_use else ""
+    table = _table([("Key-encryption key", False), ("Data keys wrapped", True),
+                    ("Status", False)], rows)
+    kept = "".join(f"<li><code>{e(kek)}</code> kept: no data key needs it; a catalog backup "
+                   "older than the last rotation still opens with it</li>"
+                   for kek in k.kept if kek not in dict(k.in_use))
     retired = "".join(f"<li><code>{e(kek)}</code> destroyed {e(fmt_time(at, utc=False))}</li>"
                       for kek, at in k.retired)
+    extra = f"<ul>{kept}{retired}</ul>" if kept or retired else ""
     return (
         '<section id="keys"><h2>Keys</h2><dl class="kv">'
         f"<dt>Key-encryption key in force</dt><dd><code data-figure=\"kek-current\">"
         f"{e(k.current)}</code></dd>"
         f"<dt>Created</dt><dd data-figure=\"kek-since\">{e(k.current_since or '–')}</dd>"
+        f"<dt>Old keys kept</dt><dd data-figure=\"kek-kept\">{len(k.kept)}</dd>"
         f"<dt>Retired keys</dt><dd data-figure=\"kek-retired\">{len(k.retired)}</dd></dl>"
-        f"{table}{'<ul>' + retired + '</ul>' if retired else ''}"
+        f"{table}{extra}"
         '<p class="rule">Each recording has its own data key, kept wrapped by a '
         "key-encryption key apart from the recording; destroying it destroys the recording, "
         "in backups too. <code>retentiond keys rotate --retire</code> re-wraps every data key "
-        "under a new key-encryption key and destroys the old ones, so catalog backups older "
-        "than the rotation open nothing. GDPR Art. 32: encryption, and its keys managed.</p>"
-        "</section>")
+        "under a new key-encryption key and destroys the old ones: catalog backups older "
+        "than the rotation then open nothing, once older copies of the key folder are gone "
+        "too. GDPR Art. 32: encryption, and its keys managed.</p>"
+        + _cite(CITE_SECURITY, CITE_MINIMUM) + "</section>")
 
 
 def _findings(r: Report) -> str:

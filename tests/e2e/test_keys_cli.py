@@ -88,6 +88,10 @@ def test_tampered_key_row_exits_6_naming_it_and_rotates_the_rest(short_setup, tm
     _no_traceback(p)
     assert first in _keks(short_setup)
     _all_open(short_setup, tmp_path, {good: stored[good]})
+    p = run_cli("audit", "report", "--json", setup=short_setup)  # the DPO sees it too
+    assert p.returncode == 1, p.stderr
+    warnings = {w["code"]: w["count"] for w in json.loads(p.stdout)["warnings"]}
+    assert warnings["keys-not-rotated"] == 1
 
 
 def test_busy_and_broken_key_folder(short_setup):

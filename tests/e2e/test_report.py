@@ -256,6 +256,7 @@ def test_report_json_figures_match_the_other_commands(report_setup):
     current = (setup / "keys" / "kek.current").read_text().strip()
     assert r["keys"]["current"] == current and r["keys"]["retired"] == []
     assert r["keys"]["in_use"] == {current: exp["live"]}  # deleted ones have no key left
+    assert r["keys"]["kept"] == r["keys"]["missing"] == []
     purposes = {p["purpose"]: p for p in r["purposes"]}
     assert list(purposes) == ["quality", "training", "banking-evidence"]
     for name, row in purposes.items():
@@ -326,7 +327,8 @@ def test_report_json_figures_match_the_other_commands(report_setup):
     p = run_cli("audit", "report", setup=setup)
     assert p.returncode == 1 and "held-overdue (1)" in p.stdout, p.stdout + p.stderr
     assert f"keys: {r['keys']['current']} in force (since {r['keys']['current_since']}), " \
-        f"{exp['live']} data key(s) under 1 key-encryption key(s), 0 retired" in p.stdout
+        f"{exp['live']} data key(s), 0 under older keys, 0 old key(s) kept, 0 retired" \
+        in p.stdout
     out = setup / "report.json"
     p = run_cli("audit", "report", "--out", str(out), "--json", setup=setup)
     assert p.returncode == 1, p.stderr

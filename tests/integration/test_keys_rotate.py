@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -282,3 +282,55 @@ def test_a_stale_wrap_is_refused_up_to_the_moment_the_old_kek_is_destroyed(
     assert out.outcome == "failed" and "being retired" in out.message
     assert result.retired == [result.previous] and (inbox / "late.wav").exists()
     assert app.catalog.kek_usage() == {}
+
+
+def test_a_failure_before_the_new_kek_is_audited_as_interrupted(app, clock, monkeypatch):
+    def read_only(*_args, **_kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(keyrotation, "rotate", read_only)
+    with pytest.raises(StorageError, match="cannot change the key folder: Read-only"):
+        rotate_keys(app, actor="ops", reason="r", retire=True, now=clock.now())
+    started, interrupted = _audit(app)
+    assert started["details"]["stage"] == "started"
+    assert interrupted["details"]["stage"] == "interrupted"
+    assert interrupted["details"]["kek_id"] is None
+    assert "Read-only" in interrupted["details"]["error"]
+    assert len(_kek_files(app)) == 1
+
+
+def test_the_outcome_entry_is_dated_when_the_rotation_ends(app, clock, monkeypatch):
+    _ingest(app, clock, "c.wav", 1)
+    real = app.catalog.kek_usage
+
+    def slow():
+        clock.advance(timedelta(seconds=5))  # the re-wrapping took a while
+        return real()
+
+    monkeypatch.setattr(app.catalog, "kek_usage", slow)
+    rotate_keys(app, actor="ops", reason="r", retire=True, now=clock.now())
+    started, finished = _audit(app)
+    took = datetime.fromisoformat(finished["at"]) - datetime.fromisoformat(started["at"])
+    assert took == timedelta(seconds=5)
+    (retired_at,) = app.catalog.retired_keks().values()
+    assert retired_at == clock.now()
+
+
+def test_the_report_warns_of_keys_left_behind_and_of_a_missing_kek(app, clock):
+    from retentiond.service.report import build_report
+
+    bad, _ = _ingest(app, clock, "bad.wav", 1)
+    _ingest(app, clock, "good.wav", 2)
+    with sqlite3.connect(app.settings.catalog_path) as db:
+        db.execute("UPDATE data_keys SET wrapped=zeroblob(61) WHERE object_id=?", (bad,))
+    result = rotate_keys(app, actor="ops", reason="r", retire=True, now=clock.now())
+    assert result.kept == {result.previous: 1}
+
+    def warned() -> dict[str, int]:
+        return {w.code: w.count for w in build_report(app, now=clock.now()).warnings}
+
+    keys = build_report(app, now=clock.now()).keys
+    assert keys is not None and keys.kept == (result.previous,)
+    assert warned().get("keys-not-rotated") == 1 and "keys-missing" not in warned()
+    (app.settings.keys_dir / f"{result.previous}.key").unlink()  # its file lost
+    assert warned().get("keys-missing") == 1

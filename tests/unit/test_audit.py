@@ -1,4 +1,5 @@
 import json
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -65,3 +66,17 @@ def test_append_refuses_truncated_tail(log):
     log.path.write_bytes(log.path.read_bytes()[:-5])
     with pytest.raises(AuditError, match="truncated"):
         log.append(action="decrypt", actor="a", reason="r", now=T)
+
+
+def test_the_default_actor_is_the_login_name_even_without_user_in_the_environment(
+        monkeypatch):
+    """cron and containers set no USER: the audit log still names who ran the command."""
+    import pwd
+
+    from retentiond.cli.common import actor_default
+
+    for name in ("SUDO_USER", "USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert actor_default() == pwd.getpwuid(os.getuid()).pw_name
+    monkeypatch.setenv("SUDO_USER", "alice")
+    assert actor_default() == "alice"

@@ -320,23 +320,44 @@ def test_keys_section():
 
     from retentiond.service.report import KeysStatus
 
+    replace = replaced
+
     assert 'href="#keys"' not in render_html(full_report())  # no key figures, no link
     keys = KeysStatus(current="kek-20261201-0a0b0c0d",
                       in_use=(("kek-20261101-<b>x", 2), ("kek-20261201-0a0b0c0d", 5)),
-                      retired=(("kek-20261001-aaaaaaaa", NOW - timedelta(days=30)),))
+                      retired=(("kek-20261001-aaaaaaaa", NOW - timedelta(days=30)),),
+                      files=("kek-20261101-<b>x", "kek-20261115-0000ffff",
+                             "kek-20261201-0a0b0c0d"))
     r = replaced(full_report(), keys=keys)
     assert r.to_json()["keys"] == {
         "current": "kek-20261201-0a0b0c0d", "current_since": "2026-12-01",
         "in_use": {"kek-20261101-<b>x": 2, "kek-20261201-0a0b0c0d": 5},
+        "kept": ["kek-20261101-<b>x", "kek-20261115-0000ffff"], "missing": [],
         "retired": [{"kek_id": "kek-20261001-aaaaaaaa",
                      "retired_at": "2026-10-24T09:00:00+00:00"}]}
     page = render_html(r)
     assert 'href="#keys"' in page and '<section id="keys">' in page
     assert 'data-figure="kek-current">kek-20261201-0a0b0c0d<' in page
     assert 'data-figure="kek-since">2026-12-01<' in page
+    assert 'data-figure="kek-kept">2<' in page and "kek-20261115-0000ffff</code> kept" in page
     assert 'data-figure="kek-retired">1<' in page and "kek-20261001-aaaaaaaa" in page
     assert "<b>x" not in page and "&lt;b&gt;x" in page
+    assert "l’infogérant présente les garanties suffisantes" in page  # the rule it serves
     assert KeysStatus(current="kek-odd", in_use=(), retired=()).current_since is None
+    assert "keys-not-rotated" not in {w.code for w in r.warnings}  # not reassessed
+
+    def warnings(k: KeysStatus) -> list[tuple[str, int]]:
+        return [(w.code, w.count) for w in assemble_report(
+            now=NOW, policy=POLICY, plan=[], counts=(), tally=(), notes=(), deletions=(),
+            findings=(), residency=(), proof_log=proof_ok(), audit_log=AUDIT_OK,
+            keys=k).warnings]
+
+    assert warnings(keys) == [("keys-not-rotated", 2)]
+    lost = replace(keys, files=("kek-20261201-0a0b0c0d",))  # the old one's file is gone
+    assert warnings(lost) == [("keys-missing", 2), ("keys-not-rotated", 2)]
+    assert "FILE MISSING" in render_html(replaced(full_report(), keys=lost))
+    clean = replace(keys, in_use=(("kek-20261201-0a0b0c0d", 5),))
+    assert warnings(clean) == []
 
 
 def test_long_tables_are_cut_and_say_so():

@@ -116,7 +116,10 @@ def short_setup(setup_dir: Path) -> Path:
 # the test's clock while a test runs with the ``clock`` fixture: files made by make_wav
 # then carry its time as their mtime (what ingest takes as recorded_at when the sidecar
 # gives none), as a recorder writing them at the test's "now" would; the real date plays
-# no part, so the suite passes whatever day it runs
+# no part, so the suite passes whatever day it runs. One exception: a file's ctime is
+# always the real clock's (nothing can set it), and the orphan-sidecar report ages a
+# sidecar from it; ahead of the test clock it counts as "now", which holds whenever the
+# machine's date is after T0 (T0 is in the past)
 _TEST_CLOCK: list[ManualClock] = []
 
 

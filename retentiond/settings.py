@@ -63,6 +63,7 @@ class Settings:
     s3: Mapping[str, str] = field(default_factory=dict)
     s3_object_lock_mode: str = "GOVERNANCE"
     s3_max_attempts: int = 5
+    s3_batch_delete: bool = True
     webhook_addr: str | None = None
     webhook_token_file: Path | None = None
     sqs_queue_url: str | None = None
@@ -120,6 +121,7 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "s3.profile": ("s3_profile", str),
     "s3.object_lock_mode": ("s3_object_lock_mode", str),
     "s3.max_attempts": ("s3_max_attempts", float),
+    "s3.batch_delete": ("s3_batch_delete", str),
     "events.webhook_addr": ("webhook_addr", str),
     "events.webhook_token_file": ("webhook_token_file", str),
     "events.sqs_queue_url": ("sqs_queue_url", str),
@@ -137,7 +139,7 @@ _SECTIONS = {
     "proof_log": {"origin"},
     "keys": {"provider", "dir"},
     "s3": {"endpoint_url", "region", "addressing_style", "profile", "object_lock_mode",
-           "max_attempts"},
+           "max_attempts", "batch_delete"},
     "events": {"webhook_addr", "webhook_token_file", "sqs_queue_url", "minio_listen"},
 }
 # nested sections validated by their own parsers (_parse_residency, _parse_controllers)
@@ -435,7 +437,7 @@ def load_settings(
             continue
         if key in ("metrics_addr", "events.webhook_addr") and raw is False:  # YAML `off`
             raw = "off"
-        if key == "events.minio_listen" and isinstance(raw, bool):
+        if key in ("events.minio_listen", "s3.batch_delete") and isinstance(raw, bool):
             raw = "true" if raw else "false"
         try:
             if typ is float:
@@ -513,6 +515,9 @@ def load_settings(
     if sqs_url is not None and not sqs_url.startswith(("https://", "http://")):
         raise ConfigError(f"{sources['sqs_queue_url']}: must be an http(s):// queue URL")
     token_file = values.get("webhook_token_file")
+    batch_delete = values.get("s3_batch_delete", "true").lower()
+    if batch_delete not in ("true", "false"):
+        raise ConfigError(f"{sources['s3_batch_delete']}: true or false")
     minio_listen = values.get("minio_listen", "false").lower()
     if minio_listen not in ("true", "false"):
         raise ConfigError(f"{sources['minio_listen']}: true or false")
@@ -562,6 +567,7 @@ def load_settings(
         s3=s3,
         s3_object_lock_mode=lock_mode,
         s3_max_attempts=int(attempts),
+        s3_batch_delete=batch_delete == "true",
         webhook_addr=webhook_addr,
         webhook_token_file=_resolve_path(token_file, base) if token_file else None,
         sqs_queue_url=sqs_url,

@@ -114,6 +114,10 @@ MAX_DELETE_ROUNDS = 3
 REQUESTS_IN_FLIGHT = 4
 NULL_VERSION = "null"  # the version id S3 gives objects of an unversioned bucket
 _ALREADY_GONE = {"NoSuchVersion", "NoSuchKey"}  # DeleteObjects errors that mean "not there"
+# what a DeleteObject of one version may answer about that version (as DeleteObjects
+# would in its Errors), not about the request: a lock, a version gone meanwhile
+_VERSION_REFUSALS = {"AccessDenied", "NoSuchVersion", "NoSuchKey", "InvalidArgument",
+                     "MethodNotAllowed", "ObjectLocked"}
 
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
@@ -653,14 +657,16 @@ class S3ObjectStore:
     keys are relative to it. ``client`` comes from ``make_s3_client``. ``part_size``
     (5 MiB-5 GiB) and ``max_inflight_parts`` (1-16) bound a writer's memory at
     ``part_size * (max_inflight_parts + 1)``; ``delete_batch`` (1-1,000) is the number
-    of versions per DeleteObjects request.
+    of versions per DeleteObjects request. ``batch_delete=False`` sends one DeleteObject
+    per version instead (config ``s3.batch_delete``): Ceph RGW 16.2 aborts on
+    DeleteObjects in a bucket with ``s3:ObjectRemoved`` notifications, not on DeleteObject.
     """
 
     def __init__(
         self, bucket: str, prefix: str = "", *, client: S3Client,
         part_size: int = DEFAULT_PART_SIZE, max_inflight_parts: int = 2,
         delete_batch: int = MAX_DELETE_BATCH, content_md5: bool = True,
-        lock_mode: LockMode = "GOVERNANCE",
+        lock_mode: LockMode = "GOVERNANCE", batch_delete: bool = True,
     ) -> None:
         if not bucket or "/" in bucket:
             raise ConfigError(f"{bucket!r}: not a bucket name")
@@ -677,6 +683,7 @@ class S3ObjectStore:
         self.part_size = part_size
         self.max_inflight_parts = max_inflight_parts
         self.delete_batch = delete_batch
+        self.batch_delete = batch_delete
         self.content_md5 = content_md5
         if lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
             raise ConfigError(f"s3 object lock mode {lock_mode!r}: GOVERNANCE or COMPLIANCE")
@@ -1022,7 +1029,8 @@ class S3ObjectStore:
         self, targets: Mapping[str, builtins.list[str | None]], fulls: Mapping[str, str],
     ) -> tuple[dict[str, builtins.list[dict[str, Any]]], dict[str, StorageError]]:
         """DeleteObjects of every (full key, version id) in ``targets`` (None: the "null"
-        version), ``delete_batch`` per request. Returns the per-version errors the server
+        version), ``delete_batch`` per request, or one DeleteObject each when
+        ``batch_delete`` is off. Returns the per-version errors the server
         answered, by full key, and the keys whose request failed as a whole."""
         pairs = [(full, vid) for full, vids in targets.items() for vid in vids]
         errors: dict[str, builtins.list[dict[str, Any]]] = {}
@@ -1039,9 +1047,29 @@ class S3ObjectStore:
             except (BotoCoreError, ClientError) as e:
                 return e
 
-        batches = [pairs[i:i + self.delete_batch]
-                   for i in range(0, len(pairs), self.delete_batch)]
-        for batch, resp in zip(batches, _concurrently([partial(send, b) for b in batches]),
+        def send_one(batch: builtins.list[tuple[str, str | None]]) -> Any:
+            """``send`` as one DeleteObject, answered in DeleteObjects' shape: a refusal
+            of this very version is a per-version error, anything else fails the request
+            (as a failed DeleteObjects would)."""
+            ((full, vid),) = batch
+            version = vid or NULL_VERSION
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version)
+            except ClientError as e:
+                error = e.response.get("Error", {})
+                if str(error.get("Code", "")) in _VERSION_REFUSALS:
+                    return {"Errors": [{"Key": full, "VersionId": version,
+                                        "Code": error.get("Code"),
+                                        "Message": error.get("Message", "")}]}
+                return e
+            except BotoCoreError as e:
+                return e
+            return {}
+
+        size = self.delete_batch if self.batch_delete else 1
+        batches = [pairs[i:i + size] for i in range(0, len(pairs), size)]
+        request = send if self.batch_delete else send_one
+        for batch, resp in zip(batches, _concurrently([partial(request, b) for b in batches]),
                                strict=True):
             if isinstance(resp, Exception):
                 for full, _ in batch:

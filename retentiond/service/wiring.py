@@ -162,7 +162,8 @@ def build_app(
     proofs: ProofStore
     if is_s3(settings.vault):
         vault = S3ObjectStore.from_url(settings.vault, client=client,
-                                       lock_mode=cast(LockMode, settings.s3_object_lock_mode))
+                                       lock_mode=cast(LockMode, settings.s3_object_lock_mode),
+                                       batch_delete=settings.s3_batch_delete)
     else:
         vault = LocalObjectStore(Path(settings.vault))
     proofs = open_proof_store(settings.proofs, settings, client=client)

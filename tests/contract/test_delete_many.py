@@ -31,14 +31,15 @@ def _versioned(server: S3Server) -> tuple[Any, str, S3ObjectStore]:
 
 
 
-@pytest.fixture(params=["local", "s3", "s3-versioned"])
+@pytest.fixture(params=["local", "s3", "s3-versioned", "s3-one-by-one"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         return LocalObjectStore(tmp_path / "vault")
     server: S3Server = request.getfixturevalue("moto_s3")
     client = server.client()
-    bucket = server.bucket(versioned=request.param == "s3-versioned", client=client)
-    return S3ObjectStore(bucket, "v", client=client)
+    bucket = server.bucket(versioned=request.param != "s3", client=client)
+    return S3ObjectStore(bucket, "v", client=client,
+                         batch_delete=request.param != "s3-one-by-one")
 
 
 @pytest.mark.parametrize("population", [None, 3, 10_000])
@@ -88,10 +89,12 @@ def test_versions_and_markers_of_many_keys_in_few_requests(
     assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
 
 
-def test_a_locked_recording_is_refused_and_the_others_go(moto_s3: S3Server) -> None:
+@pytest.mark.parametrize("batch_delete", [True, False])
+def test_a_locked_recording_is_refused_and_the_others_go(
+        moto_s3: S3Server, batch_delete: bool) -> None:
     client = moto_s3.client()
     bucket = moto_s3.bucket(versioned=True, object_lock=True, client=client)
-    store = S3ObjectStore(bucket, "v", client=client)
+    store = S3ObjectStore(bucket, "v", client=client, batch_delete=batch_delete)
     until = datetime.now(UTC) + timedelta(days=1)
     _write(store, "v1/aa/locked.rtd", b"evidence", retain_until=until)
     _write(store, "v1/bb/free.rtd", b"quality")
@@ -109,13 +112,15 @@ def test_a_locked_recording_is_refused_and_the_others_go(moto_s3: S3Server) -> N
     assert [o.key for o in store.list()] == ["v1/aa/locked.rtd", "v1/cc/held.rtd"]
 
 
-def test_server_down_fails_every_key_without_raising(moto_s3: S3Server) -> None:
+@pytest.mark.parametrize("batch_delete", [True, False])
+def test_server_down_fails_every_key_without_raising(
+        moto_s3: S3Server, batch_delete: bool) -> None:
     client = moto_s3.client()
     bucket = moto_s3.bucket(client=client)
     dead = S3ObjectStore(bucket, "v", client=S3Server(
         endpoint="http://127.0.0.1:9", process=moto_s3.process, log=moto_s3.log).client(
-            max_attempts=1, connect_timeout=0.5))
-    results = dead.delete_many(["v1/aa/a.rtd", "v1/bb/b.rtd"])
+            max_attempts=1, connect_timeout=0.5), batch_delete=batch_delete)
+    results = dead.delete_many(["v1/aa/a.rtd", "v1/bb/b.rtd"], known={"v1/aa/a.rtd": None})
     assert all(isinstance(r, StorageError) and "cannot reach" in str(r)
                for r in results.values())
 
@@ -330,3 +335,28 @@ def test_many_delete_requests_are_sent_concurrently_and_all_confirmed(
     assert calls.names().count("DeleteObjects") == 4  # 3 + 3 + 3 + 1 versions
     assert calls.names()[-1] == "ListObjectVersions"  # after every DeleteObjects
     assert list(store.list()) == []
+
+
+def test_with_batching_off_each_version_goes_by_its_own_delete_object(
+        moto_s3: S3Server) -> None:
+    """``s3.batch_delete: false`` (Ceph RGW with removal notifications): the same result,
+    every version and marker deleted and confirmed, with DeleteObject requests only."""
+    client = moto_s3.client()
+    bucket = moto_s3.bucket(versioned=True, client=client)
+    store = S3ObjectStore(bucket, "v", client=client, batch_delete=False)
+    keys = [f"v1/{i:02x}/r{i}.rtd" for i in range(3)]
+    written = {}
+    for key in keys:
+        written[key] = [_write(store, key, b"one"), _write(store, key, b"two")]
+        marker = client.delete_object(Bucket=bucket, Key=f"v/{key}")["VersionId"]
+        written[key].append(marker)
+    calls = _Calls(client)
+    results = store.delete_many(keys, known={keys[0]: written[keys[0]][0]})
+    for key in keys:
+        r = results[key]
+        assert isinstance(r, DeleteResult) and r.evidence == EVIDENCE_GONE, r
+        assert sorted(r.version_ids) == sorted(written[key])
+    names = calls.names()
+    assert "DeleteObjects" not in names and names.count("DeleteObject") == 9
+    left = client.list_object_versions(Bucket=bucket)
+    assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []

@@ -343,6 +343,36 @@ def test_rgw_aborts_on_multi_delete_matching_a_removal_notification(
         server.stop()
 
 
+@pytest.mark.rgw
+def test_rgw_with_removal_notifications_deletes_with_batching_off(
+        tmp_path: Path, sink: EventSink) -> None:
+    """The way round the bug above: ``s3.batch_delete: false`` sends one DeleteObject per
+    version; every version and marker goes, the gateway lives, and each removal is
+    notified."""
+    server = start_rgw(tmp_path / "own")
+    try:
+        c = server.client()
+        bucket = server.bucket(versioned=True, client=c)
+        notify_bucket(c, bucket, create_topic(server, "removals", sink.url),
+                      events=("s3:ObjectRemoved:*",))
+        store = S3ObjectStore(bucket, client=server.client(max_attempts=1),
+                              batch_delete=False)
+        v1 = c.put_object(Bucket=bucket, Key="rec", Body=b"one")["VersionId"]
+        v2 = c.put_object(Bucket=bucket, Key="rec", Body=b"two")["VersionId"]
+        marker = c.delete_object(Bucket=bucket, Key="rec")["VersionId"]
+        sink.next()  # the marker's own event
+        result = store.delete_all_versions("rec")
+        assert sorted(result.version_ids) == sorted([v1, v2, marker])
+        assert server.process.poll() is None
+        left = c.list_object_versions(Bucket=bucket)
+        assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
+        removed = {sink.next()[2]["Records"][0]["s3"]["object"]["versionId"]
+                   for _ in range(3)}
+        assert removed == {v1, v2, marker}
+    finally:
+        server.stop()
+
+
 # -- the fixture itself --------------------------------------------------------------------
 
 

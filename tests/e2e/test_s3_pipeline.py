@@ -226,6 +226,25 @@ def test_missing_vault_bucket_keeps_the_plaintext_then_recovers(
     assert len(keys(c, later, "v/")) == 1
 
 
+def test_batch_delete_setting_reaches_the_vault(buckets: dict[str, Any]) -> None:
+    setup = buckets["setup"]
+    cfg = setup / "retentiond.yaml"
+    base = cfg.read_text()
+    with dummy_aws_env():
+        app = build_app(load_settings(cfg, environ={}))
+        assert app.vault.batch_delete is True  # type: ignore[attr-defined]
+        app.close()
+        cfg.write_text(base + "s3:\n  batch_delete: false\n" if "\ns3:" not in base else
+                       base.replace("\ns3:\n", "\ns3:\n  batch_delete: false\n", 1))
+        app = build_app(load_settings(cfg, environ={}))
+        assert app.vault.batch_delete is False  # type: ignore[attr-defined]
+        app.close()
+        cfg.write_text(base)
+        app = build_app(load_settings(cfg, environ={"RETENTIOND_S3_BATCH_DELETE": "false"}))
+        assert app.vault.batch_delete is False  # type: ignore[attr-defined]
+        app.close()
+
+
 def test_unreachable_server_is_a_clear_storage_error(buckets: dict[str, Any]) -> None:
     setup = buckets["setup"]
     cfg = setup / "retentiond.yaml"
@@ -244,6 +263,7 @@ def test_bad_s3_settings_name_the_key(short_setup: Path) -> None:
         (base.replace("vault: vault/", "vault: s3://Bad_Bucket/"), "is not a valid bucket name"),
         (base + "s3:\n  addressing_style: sideways\n", "s3.addressing_style: one of auto"),
         (base + "s3:\n  object_lock_mode: forever\n", "s3.object_lock_mode: one of GOVERNANCE"),
+        (base + "s3:\n  batch_delete: maybe\n", "s3.batch_delete: true or false"),
         (base + "s3:\n  secret_access_key: x\n", "s3.secret_access_key: unknown key"),
     ]:
         cfg.write_text(text)

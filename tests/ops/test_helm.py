@@ -459,6 +459,17 @@ def test_every_scenario_declares_where_its_stores_are(scenario, tmp_path):
     assert {p.name for p in settings.placements()} >= {"vault", "proofs"}
 
 
+def test_s3_batch_delete_value_reaches_the_configuration(tmp_path):
+    """Ceph RGW 16.2 with removal notifications needs ``s3.batch_delete: false``."""
+    values = copy.deepcopy(SCENARIOS["minio"])
+    values.setdefault("config", {}).setdefault("s3", {})["batch_delete"] = False
+    settings = load_settings(rendered_config(render(values), tmp_path)[1], environ={})
+    assert settings.s3_batch_delete is False
+    values["config"]["s3"]["batch_delete"] = "no"
+    with pytest.raises(Exception, match="batch_delete"):
+        render(values)  # the values schema wants a boolean
+
+
 def test_residency_and_controllers_values_reach_the_configuration(tmp_path):
     values = copy.deepcopy(BASE)
     values["config"]["residency"] = {

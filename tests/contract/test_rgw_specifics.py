@@ -311,6 +311,15 @@ def test_bucket_notification_posts_an_s3_event_record(ceph_rgw: RgwServer,
     assert sink.received.empty()
 
 
+def _removals_notified(server: RgwServer, sink: EventSink) -> tuple[Any, str]:
+    """(client, a new versioned bucket whose ``s3:ObjectRemoved:*`` events go to ``sink``)."""
+    c = server.client()
+    bucket = server.bucket(versioned=True, client=c)
+    notify_bucket(c, bucket, create_topic(server, "removals", sink.url),
+                  events=("s3:ObjectRemoved:*",))
+    return c, bucket
+
+
 @pytest.mark.rgw
 def test_rgw_aborts_on_multi_delete_matching_a_removal_notification(
         tmp_path: Path, sink: EventSink) -> None:
@@ -321,10 +330,7 @@ def test_rgw_aborts_on_multi_delete_matching_a_removal_notification(
     events on buckets it deletes from on RGW 16.2."""
     server = start_rgw(tmp_path / "own")
     try:
-        c = server.client()
-        bucket = server.bucket(versioned=True, client=c)
-        notify_bucket(c, bucket, create_topic(server, "removals", sink.url),
-                      events=("s3:ObjectRemoved:*",))
+        c, bucket = _removals_notified(server, sink)
         v1 = c.put_object(Bucket=bucket, Key="one", Body=b"x")["VersionId"]
         c.put_object(Bucket=bucket, Key="two", Body=b"x")
         assert sink.received.empty()
@@ -351,10 +357,7 @@ def test_rgw_with_removal_notifications_deletes_with_batching_off(
     notified."""
     server = start_rgw(tmp_path / "own")
     try:
-        c = server.client()
-        bucket = server.bucket(versioned=True, client=c)
-        notify_bucket(c, bucket, create_topic(server, "removals", sink.url),
-                      events=("s3:ObjectRemoved:*",))
+        c, bucket = _removals_notified(server, sink)
         store = S3ObjectStore(bucket, client=server.client(max_attempts=1),
                               batch_delete=False)
         v1 = c.put_object(Bucket=bucket, Key="rec", Body=b"one")["VersionId"]

@@ -116,8 +116,10 @@ NULL_VERSION = "null"  # the version id S3 gives objects of an unversioned bucke
 _ALREADY_GONE = {"NoSuchVersion", "NoSuchKey"}  # DeleteObjects errors that mean "not there"
 # what a DeleteObject of one version may answer about that version (as DeleteObjects
 # would in its Errors), not about the request: a lock, a version gone meanwhile
+# (MinIO refuses a version under Object Lock with InvalidRequest "Object is WORM
+# protected", AWS and Ceph with AccessDenied)
 _VERSION_REFUSALS = {"AccessDenied", "NoSuchVersion", "NoSuchKey", "InvalidArgument",
-                     "MethodNotAllowed", "ObjectLocked"}
+                     "MethodNotAllowed", "InvalidRequest"}
 
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
@@ -1113,11 +1115,15 @@ class S3ObjectStore:
         n = len(remaining)
         head = ", ".join(remaining[:5]) + (f" (+{n - 5} more)" if n > 5 else "")
         codes = {str(e.get("Code", "")) for e in errors}
-        denied = [e for e in errors if e.get("Code") == "AccessDenied"]
+        op = "DeleteObjects" if self.batch_delete else "DeleteObject"
+        denied = [e for e in errors if e.get("Code") == "AccessDenied"
+                  or (e.get("Code") == "InvalidRequest"
+                      and "worm" in str(e.get("Message", "")).lower())]
         if denied:
             locks = self._locks_of(key, left[:MAX_LOCK_PROBES])
             states = [f"{vid}: {st.describe()}" for vid, st in locks.items() if st.is_set]
-            says_lock = any("lock" in str(e.get("Message", "")).lower() for e in denied)
+            says_lock = any(w in str(e.get("Message", "")).lower()
+                            for e in denied for w in ("lock", "worm"))
             if states or says_lock:
                 detail = "; ".join(states) if states else head
                 return ObjectLockedError(
@@ -1127,14 +1133,14 @@ class S3ObjectStore:
                 f"{where}: access denied deleting {n} of {total} versions ({head})")
         if codes & _TRANSIENT:
             return TransientStorageError(
-                f"{where}: DeleteObjects failed for {n} of {total} versions "
+                f"{where}: {op} failed for {n} of {total} versions "
                 f"({', '.join(sorted(codes))}): {head}")
         if errors:
             return PermanentStorageError(
-                f"{where}: DeleteObjects refused {n} of {total} versions "
+                f"{where}: {op} refused {n} of {total} versions "
                 f"({', '.join(sorted(codes))}): {head}")
         return PermanentStorageError(
-            f"{where}: {n} versions still listed after DeleteObjects reported success"
+            f"{where}: {n} versions still listed after {op} reported success"
             + (f" ({rounds} rounds)" if rounds > 1 else "") + f": {head}")
 
     # extras beyond the port ---------------------------------------------------------------

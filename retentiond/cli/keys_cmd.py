@@ -33,6 +33,7 @@ exit codes:
   6   some data keys could not be re-wrapped (tampered catalog row, or its KEK file is
       missing): they are listed and stay under their old KEK, which is kept; the others
       are rotated
+  8   the audit log does not verify (its last line is damaged): nothing changed
   10  another 'keys rotate' is running
 """
 

@@ -281,6 +281,8 @@ class Ingestor:
         # sidecars with no recording, present or live: where -> first seen (monotonic)
         self._unmatched: dict[str, float] = {}
         self._unmatched_reported: set[str] = set()
+        # bucket sidecars listed without their recording: URL -> first seen by this process
+        self._object_sidecars_seen: dict[str, float] = {}
         self._closer = _BackgroundCloser()
         self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
         self._bucket_vault = is_s3(app.settings.vault)
@@ -762,19 +764,29 @@ class Ingestor:
     def apply_late_object_sidecars(self, inbox: S3Inbox, sidecars: Mapping[str, datetime],
                                    *, now: datetime) -> int:
         """``apply_late_sidecars`` for a bucket inbox: ``sidecars`` are the ``KEY.json``
-        objects listed without their recording, with their LastModified. The recording's
-        upload time is known here (S3 LastModified), so no extra wait is needed."""
+        objects listed without their recording, with their LastModified. As in a folder,
+        one is late only once this process has seen it alone for
+        ``ingest.sidecar_wait_seconds``: uploaded before a new recording of the same name,
+        it belongs to that one, not to an old recording of that name still live."""
         applied = 0
         unmatched: dict[str, float] = {}  # where -> first seen
         mono = self.app.clock.monotonic()
+        scope = inbox.url_of("")
+        seen = {inbox.url_of(k): self._object_sidecars_seen.get(inbox.url_of(k), mono)
+                for k in sidecars}
+        self._object_sidecars_seen = seen | {
+            k: v for k, v in self._object_sidecars_seen.items() if not k.startswith(scope)}
         for skey, modified in sidecars.items():
+            where = inbox.url_of(skey)
+            landed = self._first_seen(seen[where], modified.timestamp(), mono=mono, now=now)
+            if mono - seen[where] < self.app.settings.sidecar_wait_seconds:
+                unmatched[where] = landed  # its recording may be on its way
+                continue
             source = inbox.url_of(skey[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
-            if not recs:
-                where = inbox.url_of(skey)  # waiting for its recording
-                unmatched[where] = self._first_seen(self._unmatched.get(where, mono),
-                                                    modified.timestamp(), mono=mono, now=now)
+            if not recs:  # waiting for its recording
+                unmatched[where] = landed
                 continue
             try:
                 got = inbox.read_small(skey, limit=MAX_SIDECAR_BYTES)

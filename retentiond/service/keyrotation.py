@@ -100,10 +100,10 @@ def rotate_keys(app: App, *, actor: str, reason: str, retire: bool,
         result = RotationResult(kek_id="", previous=previous)
         try:
             _rotate(app, result, retire=retire, now=now)
-        except RetentiondError as e:
-            try:  # whatever failed, the audit log says so (the new KEK may be in force)
-                _audit(app, result, actor=actor, reason=reason, retire=retire,
-                       error=e.message)
+        except BaseException as e:  # Ctrl-C too: the new KEK may be in force already
+            why = e.message if isinstance(e, RetentiondError) else type(e).__name__
+            try:  # whatever stopped it, the audit log says so
+                _audit(app, result, actor=actor, reason=reason, retire=retire, error=why)
             except RetentiondError as audit_error:
                 logger.error("cannot audit the interrupted key rotation: %s", audit_error,
                              extra={"event": "keys.audit_failed"})

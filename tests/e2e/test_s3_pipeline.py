@@ -333,6 +333,48 @@ def test_a_standing_subject_hold_is_mirrored_on_recordings_that_arrive_later(
     assert legal_hold(other) == "OFF" and not app.catalog.is_held(other.object_id)
 
 
+def test_a_late_bucket_sidecar_waits_and_never_goes_to_an_old_recording_of_its_name(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
+    """As in a folder: a sidecar listed without its recording is late only after the
+    sidecar wait. Uploaded just before a new recording of the same name, its objection is
+    that recording's; alone past the wait, it is the live one's (and applied)."""
+    app, clock = s3_app
+    c, inbox = buckets["client"], buckets["inbox"]
+    daemon = Daemon(app)
+
+    def turn(seconds: float = 5) -> list[Any]:
+        clock.advance(timedelta(seconds=seconds))
+        return [o for o in daemon.ingest_ready(now=clock.now())[0] if o.outcome == "stored"]
+
+    def stored() -> Any:
+        for _ in range(3):  # as soon as the settle time allows
+            if done := turn():
+                (out,) = done
+                return out
+        raise AssertionError("not ingested")
+
+    def objection(object_id: str) -> bool:
+        return app.catalog.get(object_id).objection
+
+    meta = {"retentiond-purpose": "training"}
+    put(c, inbox, "incoming/a.wav", make_wav(tmp_path / "a.wav", seed=1), Metadata=meta)
+    first = stored()
+    put(c, inbox, "incoming/a.wav.json", json.dumps({"purpose": "training",
+                                                     "objection": True}).encode())
+    turn(0.2)  # listed alone, within the wait: not late yet
+    assert objection(first.object_id) is False
+    put(c, inbox, "incoming/a.wav", make_wav(tmp_path / "a2.wav", seed=2), Metadata=meta)
+    second = stored()
+    assert objection(first.object_id) is False and objection(second.object_id) is True
+
+    put(c, inbox, "incoming/a.wav.json", json.dumps({"purpose": "training",
+                                                     "objection": True}).encode())
+    turn(0.2)
+    assert keys(c, inbox, "incoming/") == ["incoming/a.wav.json"]
+    turn()  # alone past the wait: late, for the live recording of that name
+    assert objection(second.object_id) is True and keys(c, inbox, "incoming/") == []
+
+
 def test_a_failed_bucket_read_is_logged_without_the_object_name(
         buckets: dict[str, Any], s3_app: tuple[App, ManualClock],
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:

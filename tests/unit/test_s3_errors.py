@@ -77,3 +77,30 @@ def test_translation(exc: Exception, kind: type[StorageError], text: str) -> Non
     assert "\n" not in str(err)
     if not str(err).startswith("s3://vault:"):
         assert str(err).startswith(WHERE)
+
+
+@pytest.mark.parametrize("batch_delete", [True, False])
+def test_a_minio_worm_refusal_is_reported_as_a_lock(monkeypatch, batch_delete):
+    """MinIO refuses a version under Object Lock with InvalidRequest "Object is WORM
+    protected" (AWS and Ceph: AccessDenied); no MinIO server can run here, so this is the
+    answer as MinIO documents it, fed to the same classification."""
+    import boto3
+
+    from retentiond.adapters.s3 import S3ObjectStore
+    from retentiond.errors import ObjectLockedError
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x", endpoint_url="http://127.0.0.1:9")
+    store = S3ObjectStore("vault", "p", client=client, batch_delete=batch_delete)
+    monkeypatch.setattr(store, "_locks_of", lambda key, versions: {})  # not readable
+    err = store._delete_refused(
+        "rec", total=1, left=["v1"], left_markers=[],
+        errors=[{"Key": "p/rec", "VersionId": "v1", "Code": "InvalidRequest",
+                 "Message": "Object is WORM protected and cannot be overwritten"}])
+    assert isinstance(err, ObjectLockedError) and "blocked by Object Lock" in str(err)
+    other = store._delete_refused(
+        "rec", total=1, left=["v1"], left_markers=[],
+        errors=[{"Key": "p/rec", "VersionId": "v1", "Code": "InvalidRequest",
+                 "Message": "something else"}])
+    op = "DeleteObjects" if batch_delete else "DeleteObject"
+    assert not isinstance(other, ObjectLockedError) and f"{op} refused" in str(other)

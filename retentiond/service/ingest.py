@@ -105,6 +105,9 @@ BIG_AT_ONCE = 1
 # a sidecar with no live recording (never arrived, or already deleted) is reported after
 # this long (at least; 10 x ingest.sidecar_wait_seconds if longer): it may name the caller
 ORPHAN_SIDECAR_SECONDS = 3600.0
+# S3 (SigV4) refuses a request signed more than 15 minutes off the server's clock: an
+# object's LastModified is never further than this from our clock
+SIGV4_MAX_SKEW = 900.0
 
 
 @dataclass(frozen=True)
@@ -767,7 +770,10 @@ class Ingestor:
         objects listed without their recording, with their LastModified. As in a folder,
         one is late only once this process has seen it alone for
         ``ingest.sidecar_wait_seconds``: uploaded before a new recording of the same name,
-        it belongs to that one, not to an old recording of that name still live."""
+        it belongs to that one, not to an old recording of that name still live. Or once
+        its LastModified is older than that wait plus SIGV4_MAX_SKEW: no clock S3 accepts
+        requests from is that far off ours, and a short-lived process (``run --once``
+        from cron) then applies it too."""
         applied = 0
         unmatched: dict[str, float] = {}  # where -> first seen
         mono = self.app.clock.monotonic()
@@ -779,7 +785,9 @@ class Ingestor:
         for skey, modified in sidecars.items():
             where = inbox.url_of(skey)
             landed = self._first_seen(seen[where], modified.timestamp(), mono=mono, now=now)
-            if mono - seen[where] < self.app.settings.sidecar_wait_seconds:
+            wait = self.app.settings.sidecar_wait_seconds
+            if mono - seen[where] < wait and \
+                    (now - modified).total_seconds() < wait + SIGV4_MAX_SKEW:
                 unmatched[where] = landed  # its recording may be on its way
                 continue
             source = inbox.url_of(skey[: -len(SIDECAR_SUFFIX)])

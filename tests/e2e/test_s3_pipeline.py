@@ -375,6 +375,27 @@ def test_a_late_bucket_sidecar_waits_and_never_goes_to_an_old_recording_of_its_n
     assert objection(second.object_id) is True and keys(c, inbox, "incoming/") == []
 
 
+def test_run_once_later_applies_an_old_late_bucket_objection(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
+    """A short-lived process (``run --once`` from cron) never sees a sidecar alone for the
+    sidecar wait; one uploaded more than that plus 15 minutes ago (the most S3 lets
+    clocks differ) is late whoever looks, and applied at the first listing."""
+    app, clock = s3_app
+    c, inbox = buckets["client"], buckets["inbox"]
+    put(c, inbox, "incoming/a.wav", make_wav(tmp_path / "a.wav"), Metadata={
+        "retentiond-purpose": "training"})
+    first = Daemon(app).run_once().ingested
+    assert [o.outcome for o in first] == ["stored"]
+    put(c, inbox, "incoming/a.wav.json", json.dumps({"objection": True}).encode())
+    clock.advance(timedelta(minutes=14))
+    Daemon(app).ingest_ready(now=clock.now())  # a new process: within the margin
+    assert app.catalog.get(first[0].object_id).objection is False
+    clock.advance(timedelta(minutes=2))
+    Daemon(app).ingest_ready(now=clock.now())  # another one, 16 minutes after the upload
+    assert app.catalog.get(first[0].object_id).objection is True
+    assert keys(c, inbox, "incoming/") == []
+
+
 def test_a_failed_bucket_read_is_logged_without_the_object_name(
         buckets: dict[str, Any], s3_app: tuple[App, ManualClock],
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:

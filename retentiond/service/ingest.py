@@ -280,12 +280,12 @@ class Ingestor:
         self._guard = threading.Lock()
         self._discarded_at: float | None = None
         self._in_progress: set[str] = set()
-        self._orphans_seen: dict[Path, float] = {}
+        # sidecars seen without their recording (file path or object URL) -> when this
+        # process first saw them so (monotonic): see ``_seen_alone``
+        self._alone_since: dict[str, float] = {}
         # sidecars with no recording, present or live: where -> first seen (monotonic)
         self._unmatched: dict[str, float] = {}
         self._unmatched_reported: set[str] = set()
-        # bucket sidecars listed without their recording: URL -> first seen by this process
-        self._object_sidecars_seen: dict[str, float] = {}
         self._closer = _BackgroundCloser()
         self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
         self._bucket_vault = is_s3(app.settings.vault)
@@ -726,26 +726,24 @@ class Ingestor:
         mono = self.app.clock.monotonic()
         orphans = orphan_sidecars(root)
         unmatched: dict[str, float] = {}  # where -> first seen
-        seen = {root / r: self._orphans_seen.get(root / r, mono) for r in orphans}
-        others = {k: v for k, v in self._orphans_seen.items() if not k.is_relative_to(root)}
-        self._orphans_seen = others | seen
+        seen = self._seen_alone(str(root) + os.sep, [str(root / r) for r in orphans],
+                                mono=mono)
         for relpath, landed in orphans.items():
-            path = root / relpath
+            path = str(root / relpath)
             # a sidecar dropped before its recording is not late: wait as long as a
             # recording waits for its sidecar before deciding it belongs to an old one.
             # This process's own clock decides, never the file's ctime: a file server's
             # clock behind ours would make a new sidecar look old, and its objection
             # would land on an old recording of the same name
             if mono - seen[path] < self.app.settings.sidecar_wait_seconds:
-                unmatched[str(path)] = self._first_seen(seen[path], landed, mono=mono,
-                                                        now=now)
+                unmatched[path] = self._first_seen(seen[path], landed, mono=mono, now=now)
                 continue
             reldir, _, name = relpath[: -len(SIDECAR_SUFFIX)].rpartition("/")
             source = str(root / relpath[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
             if not recs:  # waiting for its recording
-                unmatched[str(path)] = self._first_seen(seen[path], landed, mono=mono, now=now)
+                unmatched[path] = self._first_seen(seen[path], landed, mono=mono, now=now)
                 continue
             rec = recs[-1]
             try:
@@ -777,11 +775,8 @@ class Ingestor:
         applied = 0
         unmatched: dict[str, float] = {}  # where -> first seen
         mono = self.app.clock.monotonic()
-        scope = inbox.url_of("")
-        seen = {inbox.url_of(k): self._object_sidecars_seen.get(inbox.url_of(k), mono)
-                for k in sidecars}
-        self._object_sidecars_seen = seen | {
-            k: v for k, v in self._object_sidecars_seen.items() if not k.startswith(scope)}
+        seen = self._seen_alone(inbox.url_of(""), [inbox.url_of(k) for k in sidecars],
+                                mono=mono)
         for skey, modified in sidecars.items():
             where = inbox.url_of(skey)
             landed = self._first_seen(seen[where], modified.timestamp(), mono=mono, now=now)
@@ -815,6 +810,15 @@ class Ingestor:
                 applied += 1
         self._track_unmatched(inbox.url_of(""), unmatched, mono=mono)
         return applied
+
+    def _seen_alone(self, scope: str, wheres: list[str], *, mono: float) -> dict[str, float]:
+        """When this process first saw each sidecar of one inbox (``wheres``, all starting
+        with ``scope``) without its recording; those of the inbox no longer listed are
+        forgotten, those of other inboxes kept."""
+        seen = {w: self._alone_since.get(w, mono) for w in wheres}
+        self._alone_since = seen | {
+            k: v for k, v in self._alone_since.items() if not k.startswith(scope)}
+        return seen
 
     @staticmethod
     def _first_seen(seen: float, landed: float, *, mono: float, now: datetime) -> float:

@@ -57,6 +57,7 @@ __all__ = [
     "FileKeyProvider",
     "create_key_files",
     "discard_retiring",
+    "kek_file_ids",
     "normalise_identifier",
     "retire_kek",
     "rotate",
@@ -315,6 +316,12 @@ def retire_kek(dir: Path, kek_id: str) -> bool:
     return True
 
 
+def kek_file_ids(dir: Path) -> list[str]:
+    """Ids of the KEK files in the key folder (``<id>.key``), sorted; their content is
+    not read (a provider loads and checks them)."""
+    return sorted(p.name.removesuffix(".key") for p in Path(dir).glob("kek-*.key"))
+
+
 def discard_retiring(dir: Path) -> int:
     """Finish the retirements a crash interrupted (see ``retire_kek``); returns how many."""
     left = sorted(Path(dir).glob(f".kek-*{_RETIRING}"))
@@ -522,11 +529,12 @@ def _load(dir: Path) -> _KeySet:
     if not _KEK_ID.fullmatch(current):
         raise ConfigError(f"{current_path}: malformed (expected one key-encryption key id)")
     keks = {}
-    for path in sorted(dir.glob("kek-*.key")):
+    for kek_id in kek_file_ids(dir):
+        path = dir / f"{kek_id}.key"
         try:
             kek = _load_kek(path)
         except ConfigError:
-            if path.name != f"{current}.key" and not os.path.lexists(path):
+            if kek_id != current and not os.path.lexists(path):
                 continue  # retired (keys rotate --retire) since the listing
             raise
         keks[kek.kek_id] = kek

@@ -27,6 +27,7 @@ from retentiond.core.decide import Action
 from retentiond.core.model import QUARANTINE, State
 from retentiond.core.policy import Policy
 from retentiond.core.residency import residency_rows
+from retentiond.crypto.keys import kek_file_ids
 from retentiond.errors import EXIT_OK, EXIT_WARNINGS, RetentiondError, StorageError
 from retentiond.service.prooflog import ProofLog, verify_log
 from retentiond.service.sweep import PlanItem, Sweeper, next_due_date
@@ -704,8 +705,7 @@ def keys_status(app: App) -> KeysStatus:
     usage = {current: 0} | app.catalog.kek_usage()
     retired = sorted((k, at) for k, at in app.catalog.retired_keks().items() if at is not None)
     try:
-        files = sorted(p.name.removesuffix(".key")
-                       for p in app.settings.keys_dir.glob("kek-*.key"))
+        files = kek_file_ids(app.settings.keys_dir)
     except OSError as e:
         raise StorageError(f"{app.settings.keys_dir}: cannot list: {e.strerror}") from None
     return KeysStatus(current=current, in_use=tuple(sorted(usage.items())),

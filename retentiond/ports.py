@@ -7,7 +7,7 @@ Adapters translate third-party exceptions into ``retentiond.errors`` types
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +106,7 @@ class ObjectStore(Protocol):
 
     def delete_many(self, keys: Sequence[str], *, population: int | None = None,
                     known: Mapping[str, str | None] | None = None,
+                    progress: MutableMapping[str, tuple[str, ...]] | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of each key, as few requests as the store allows
         (``population``: about how many objects the store holds, a hint for choosing
@@ -114,7 +115,9 @@ class ObjectStore(Protocol):
         list once afterwards, instead of listing before and after; whatever else the
         confirming listing shows is deleted too and named in ``version_ids``. Keys not in
         ``known`` are listed first. Never raises for one key: each gets its result or its
-        error."""
+        error. ``progress``, if given, receives key -> the versions (and markers) that
+        were deleted, in order, for every key that failed after some were: a later pass
+        then lists only what is left, and its proof must name these too."""
         ...
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:

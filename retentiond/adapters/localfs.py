@@ -18,7 +18,7 @@ import secrets
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -288,10 +288,12 @@ class LocalObjectStore:
 
     def delete_many(self, keys: Sequence[str], *, population: int | None = None,
                     known: Mapping[str, str | None] | None = None,
+                    progress: MutableMapping[str, tuple[str, ...]] | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of each key. A folder keeps one version of a key, so
         ``known`` and ``population`` change nothing; the keys of one folder are unlinked,
-        then the folder is fsynced once for all of them (not once per key)."""
+        then the folder is fsynced once for all of them (not once per key). A key
+        unlinked whose folder then fails to sync goes in ``progress``."""
         out: dict[str, DeleteResult | StorageError] = {}
         folders: dict[Path, builtins.list[tuple[str, Path]]] = {}
         for key in keys:
@@ -312,6 +314,8 @@ class LocalObjectStore:
                 self._sync_folder(folder, what=f"{self.url}: {items[0][0]}")
             except StorageError as e:
                 out |= dict.fromkeys(removed, e)
+                if progress is not None:
+                    progress.update((k, v) for k, v in removed.items() if v)
                 continue
             for key, path in items:
                 if key in removed:

@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import AbstractContextManager, contextmanager
@@ -417,6 +417,11 @@ def _concurrently(calls: Sequence[Callable[[], T]]) -> builtins.list[T]:
     """Run ``calls`` (requests of one deletion: DeleteObjects batches, per-key listings)
     with up to REQUESTS_IN_FLIGHT at a time (``concurrency.run_all``)."""
     return run_all(calls, threads=REQUESTS_IN_FLIGHT, name="s3-delete")
+
+
+def _named(vid: str | None) -> str:
+    """A version id as listings and proofs name it: "null" for the null version."""
+    return vid or NULL_VERSION
 
 
 def _unique(ids: builtins.list[str]) -> tuple[str, ...]:
@@ -949,6 +954,7 @@ class S3ObjectStore:
 
     def delete_many(self, keys: Sequence[str], *, population: int | None = None,
                     known: Mapping[str, str | None] | None = None,
+                    progress: MutableMapping[str, tuple[str, ...]] | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of many keys with few requests, in rounds:
 
@@ -966,7 +972,9 @@ class S3ObjectStore:
         alone. Each key gets its DeleteResult (``version_ids``: every version and marker
         deleted, in the order deleted), or the error that stopped it: a refused version
         stops its key at once (ObjectLockedError for a lock), a failed request or listing
-        fails the keys it covered; nothing is raised."""
+        fails the keys it covered; nothing is raised. ``progress`` receives the versions
+        a failed key lost before it failed (those its DeleteObjects answered for; not
+        those of a request that failed as a whole, whose effect is unknown)."""
         out: dict[str, DeleteResult | StorageError] = {}
         fulls: dict[str, str] = {}
         for key in keys:
@@ -998,10 +1006,6 @@ class S3ObjectStore:
             if not targets:
                 break
             errors, failed = self._delete_versions(targets, fulls)
-            for full, vids in targets.items():
-                refused = {e.get("VersionId") for e in errors.get(full, [])}
-                removed[full] += [v or NULL_VERSION for v in vids
-                                  if full not in failed and v not in refused]
             for full, err in failed.items():
                 out[fulls[full]] = err
             confirm = {full: fulls[full] for full in targets if full not in failed}
@@ -1011,10 +1015,18 @@ class S3ObjectStore:
                 left = self._versions_of(confirm, population)
             except StorageError as e:
                 out |= dict.fromkeys(confirm.values(), e)
+                for full in confirm:  # deleted on DeleteObjects' word, where each refusal
+                    # names its version (AWS does; moto does not: then none is counted)
+                    refused = [err.get("VersionId") for err in errors.get(full, [])]
+                    if None not in refused:
+                        removed[full] += [v for v in map(_named, targets[full])
+                                          if v not in refused]
                 break
-            targets = {}
+            next_targets: dict[str, builtins.list[str | None]] = {}
             for full, key in confirm.items():
                 left_versions, left_markers = left[full]
+                still = {*left_versions, *left_markers}  # deleted: what the listing lost
+                removed[full] += [v for v in map(_named, targets[full]) if v not in still]
                 if not left_versions and not left_markers:
                     out[key] = DeleteResult(key=key, version_ids=_unique(removed[full]),
                                             evidence=EVIDENCE_GONE)
@@ -1024,7 +1036,12 @@ class S3ObjectStore:
                         left=left_versions, left_markers=left_markers,
                         errors=errors.get(full, []), rounds=round_)
                 else:
-                    targets[full] = [*left_versions, *left_markers]
+                    next_targets[full] = [*left_versions, *left_markers]
+            targets = next_targets
+        if progress is not None:
+            for full, deleted in removed.items():
+                if deleted and isinstance(out.get(fulls[full]), StorageError):
+                    progress[fulls[full]] = _unique(deleted)
         return out
 
     def _delete_versions(

@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +152,10 @@ CREATE TABLE IF NOT EXISTS retired_keks (
     kek_id TEXT PRIMARY KEY,
     since TEXT NOT NULL,
     retired_at TEXT
+);
+CREATE TABLE IF NOT EXISTS deletion_progress (
+    object_id TEXT PRIMARY KEY,
+    version_ids TEXT NOT NULL
 );
 """
 
@@ -833,7 +837,41 @@ class SQLiteCatalog:
                 raise StorageError(f"catalog: recording {bad} is not being deleted")
             db.executemany("DELETE FROM data_keys WHERE object_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM notes_findings WHERE object_id=?", [(i,) for i in ids])
+            db.executemany("DELETE FROM deletion_progress WHERE object_id=?",
+                           [(i,) for i in ids])  # now named in the record
             _drop_unused_salts(db)
+
+    def add_deleted_versions(self, items: Mapping[str, Sequence[str]]) -> None:
+        """Remember the versions a failed deletion did delete (id -> version ids, in the
+        order deleted), after those already remembered, each once: the pass that
+        finishes the deletion lists only what is left, and its record must name these
+        too (``deleted_versions``). Only for recordings being deleted."""
+        rows = [(oid, list(vids)) for oid, vids in items.items() if vids]
+        if not rows:
+            return
+        with self._tx() as db:
+            for object_id, vids in rows:
+                row = db.execute(
+                    "SELECT p.version_ids FROM recordings r LEFT JOIN deletion_progress p "
+                    "ON p.object_id=r.id WHERE r.id=? AND r.state=?",
+                    (object_id, State.DELETING.value)).fetchone()
+                if row is None:
+                    raise StorageError(f"catalog: recording {object_id} is not being deleted")
+                before = json.loads(row[0]) if row[0] else []
+                db.execute(
+                    "INSERT INTO deletion_progress(object_id, version_ids) VALUES(?, ?) "
+                    "ON CONFLICT(object_id) DO UPDATE SET version_ids=excluded.version_ids",
+                    (object_id, json.dumps(list(dict.fromkeys([*before, *vids])))))
+
+    def deleted_versions(self, ids: Collection[str]) -> dict[str, tuple[str, ...]]:
+        """The versions remembered by ``add_deleted_versions`` for each of ``ids`` that
+        has some."""
+        if not ids:
+            return {}
+        rows = self._query(
+            "SELECT object_id, version_ids FROM deletion_progress "
+            "WHERE object_id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
+        return {r[0]: tuple(json.loads(r[1])) for r in rows}
 
     def pending_proofs(self) -> list[tuple[str, bytes]]:
         """(id, record) of deletions whose key is destroyed but whose proof is not recorded."""

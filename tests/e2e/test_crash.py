@@ -100,6 +100,8 @@ def test_kill_during_sweep(short_setup, point):
     for r in deleted:
         shown = json.loads(run_cli("proof", "show", r["id"], "--json", setup=short_setup).stdout)
         assert shown["record"]["object_id"] == r["id"]
+        # the file is named as deleted even when the killed pass unlinked it
+        assert shown["record"]["version_ids"] == ["null"], (point, shown["record"])
 
 
 def test_kill_daemon_at_random_moments(short_setup, tmp_path):

@@ -95,3 +95,7 @@ def test_kill_during_bucket_sweep(buckets: dict[str, Any], point: str, tmp_path:
     deleted = [r for r in json.loads(run_cli("ls", "--all", "--json", env=env).stdout)
                if r["state"] == "deleted"]
     assert sorted(r["proof_index"] for r in deleted) == [0, 1], "each proven exactly once"
+    for r in deleted:  # the one version written, named even when the killed pass deleted it
+        shown = json.loads(run_cli("proof", "show", r["id"], "--json", env=env).stdout)
+        assert len(shown["record"]["version_ids"]) == 1, (point, shown["record"])
+        assert shown["record"]["version_ids"][0] not in ("", "null"), shown["record"]

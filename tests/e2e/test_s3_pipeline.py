@@ -451,6 +451,44 @@ def test_store_lock_blocks_deletion_reported_and_retried(
     assert app.proof_log.size() == 1
 
 
+def test_a_deletion_stopped_part_way_names_every_version_when_it_ends(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
+    """Versions deleted by a pass that a locked version then stopped are remembered by the
+    catalog, and the pass that finishes the deletion, which lists only what is left, names
+    them all in the proof, retentiond's own version first."""
+    app, clock = s3_app
+    c, vault = buckets["client"], buckets["vault"]
+    put(c, buckets["inbox"], "incoming/p.wav", make_wav(tmp_path / "p.wav"), Metadata={
+        "retentiond-purpose": "quality", "retentiond-recorded-at": clock.now().isoformat()})
+    rec = app.catalog.get(app_ingest(app, buckets["inbox"], "p.wav", clock).object_id or "")
+    md5 = __import__("base64").b64encode
+    extra, held = b"out-of-band", b"out-of-band, held"
+    put(c, vault, f"v/{rec.location}", extra, ContentMD5=md5(hashlib.md5(extra).digest()).decode())
+    put(c, vault, f"v/{rec.location}", held, ContentMD5=md5(hashlib.md5(held).digest()).decode(),
+        ObjectLockLegalHoldStatus="ON")
+    listed = c.list_object_versions(Bucket=vault, Prefix=f"v/{rec.location}")["Versions"]
+    every = {v["VersionId"] for v in listed}
+    held_vid = next(v["VersionId"] for v in listed if v["IsLatest"])
+    assert len(every) == 3 and rec.version_id in every
+    clock.advance(timedelta(minutes=1))
+    sweeper = Daemon(app).sweeper
+    (item,) = sweeper.sweep(now=clock.now()).items
+    assert item.outcome == "blocked-by-lock", item
+    remaining = c.list_object_versions(Bucket=vault, Prefix=f"v/{rec.location}")["Versions"]
+    assert [v["VersionId"] for v in remaining] == [held_vid]
+    assert set(app.catalog.deleted_versions([rec.id])[rec.id]) == every - {held_vid}
+    c.put_object_legal_hold(Bucket=vault, Key=f"v/{rec.location}", VersionId=held_vid,
+                            LegalHold={"Status": "OFF"})
+    report = sweeper.sweep(now=clock.now())
+    assert [(i.id, i.outcome) for i in report.items] == [(rec.id, "deleted")]
+    record = json.loads(app.proof_log.entry(0))
+    assert record["version_ids"][0] == rec.version_id
+    assert sorted(record["version_ids"]) == sorted(every)
+    assert app.catalog.deleted_versions([rec.id]) == {}  # named in the record now
+    assert c.list_object_versions(Bucket=vault, Prefix=f"v/{rec.location}").get(
+        "Versions", []) == []
+
+
 def test_s3_retries_are_counted_per_store(buckets: dict[str, Any]) -> None:
     """A request boto3 retries (attempt 2+) counts in retentiond_store_retries_total."""
     cfg = buckets["setup"] / "retentiond.yaml"

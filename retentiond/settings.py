@@ -174,9 +174,50 @@ def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
 
 
 def sqlite_path(url: str) -> Path:
+    """The file of a resolved catalog URL (``sqlite:///ABSOLUTE/PATH``)."""
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
-    raise ConfigError(f"catalog: {url!r} is not a sqlite:/// URL (PostgreSQL comes later)")
+        return Path("/" + url[len("sqlite:///"):].lstrip("/"))
+    raise ConfigError(f"catalog: {url!r} is not a sqlite:/// URL")
+
+
+def _resolve_catalog(value: str, base: Path, key: str) -> str:
+    """The catalog URL, resolved to ``sqlite:///ABSOLUTE/PATH``.
+
+    As in SPEC section 3 (``sqlite:///srv/retentiond/state/catalog.db``) and like
+    ``file:///``, ``sqlite:///PATH`` names the absolute path ``/PATH`` (``sqlite:////PATH``,
+    SQLAlchemy's absolute form, too). A path relative to the config file's folder is
+    ``sqlite:PATH`` or a plain path. A ``sqlite:///PATH`` that does not exist while
+    ``PATH`` does under the config file's folder is refused: configs written by earlier
+    ``retentiond init`` (and SQLAlchemy's convention) meant that relative path, and
+    silently opening a new, empty catalog elsewhere would lose track of every recording
+    (and of the wrapped keys in the old one)."""
+    if value.startswith(("postgresql:", "postgres:")):
+        raise ConfigError(f"{key}: {value!r}: the PostgreSQL catalog (SPEC: several replicas "
+                          "sharing the work) is not available in this version; use "
+                          "sqlite:///PATH")
+    if value.startswith("sqlite://"):
+        parsed = urlparse(value)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"{key}: {value!r}: sqlite URLs take no host "
+                              "(sqlite:///absolute/path, or sqlite:relative/path)")
+        rest = unquote(parsed.path).lstrip("/")
+        path = Path("/" + rest)
+        legacy = base / rest
+        if not path.exists() and legacy.is_file():
+            raise ConfigError(
+                f"{key}: {value!r} names {path}, which does not exist (sqlite:///PATH is "
+                f"absolute, as in SPEC), but this setup's catalog is {legacy}: write "
+                f"'catalog: sqlite:{rest}' (relative to {base})")
+    elif value.startswith("sqlite:"):
+        path = _resolve_path(unquote(value[len("sqlite:"):]), base)
+    elif "://" in value:
+        raise ConfigError(f"{key}: {value!r}: expected sqlite:///ABSOLUTE/PATH, "
+                          "sqlite:RELATIVE/PATH or a path")
+    else:
+        path = _resolve_path(value, base)
+    if not str(path).strip("/") or path.is_dir():
+        raise ConfigError(f"{key}: {value!r}: names a folder, not the catalog file")
+    return "sqlite:///" + str(path).lstrip("/")
 
 
 def check_s3_url(value: str, key: str) -> str:
@@ -487,11 +528,7 @@ def load_settings(
     elif metrics_addr.rpartition(":")[2].isdigit() is False:
         raise ConfigError(f"{sources.get('metrics_addr', 'metrics_addr')}: must be HOST:PORT")
 
-    catalog = values["catalog"]
-    if catalog.startswith("sqlite:///"):
-        catalog = "sqlite:///" + str(_resolve_path(catalog[len("sqlite:///"):], base))
-    else:
-        raise ConfigError(f"{sources['catalog']}: {catalog!r}: expected sqlite:///PATH")
+    catalog = _resolve_catalog(values["catalog"], base, sources["catalog"])
     state_dir = _resolve_path(values.get("state", "state"), base)
     s3 = {k: values[f"s3_{k}"] for k in _S3_CLIENT_KEYS if f"s3_{k}" in values}
     if s3.get("addressing_style", "auto") not in ("auto", "path", "virtual"):

@@ -32,7 +32,7 @@ inbox:                      # drop folders watched for new recordings
   - inbox/
 vault: vault/               # encrypted store (ciphertext only)
 proofs: proofs/             # deletion-proof log (C2SP tlog-tiles + signed checkpoint)
-catalog: sqlite:///state/catalog.db
+catalog: sqlite:state/catalog.db   # relative; absolute: sqlite:///srv/.../catalog.db
 policies: policies/         # retention policy pack (YAML)
 state: state/               # catalog, audit log, locks
 keys:

@@ -40,7 +40,7 @@ inbox:
   - inbox/
 vault: vault/
 proofs: proofs/
-catalog: sqlite:///state/catalog.db
+catalog: sqlite:state/catalog.db
 policies: policies/
 keys:
   dir: keys/
@@ -53,7 +53,7 @@ inbox:
   - s3://recordings/incoming/
 vault: s3://vault/
 proofs: s3://proofs/log/
-catalog: sqlite:///state/catalog.db
+catalog: sqlite:state/catalog.db
 policies: policies/
 keys:
   dir: keys/

@@ -106,7 +106,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "inbox" (include "retentiond.inbox" . | fromJsonArray)
   "vault" (include "retentiond.vault" .)
   "proofs" (include "retentiond.proofs" .)
-  "catalog" (printf "sqlite:///%s/state/catalog.db" (include "retentiond.stateRoot" .))
+  "catalog" (printf "sqlite://%s/state/catalog.db" (include "retentiond.stateRoot" .))
   "policies" (include "retentiond.policiesDir" .)
   "state" (printf "%s/state" (include "retentiond.stateRoot" .))
   "keys" (dict "provider" "file" "dir" (include "retentiond.keysDir" .))

@@ -52,7 +52,7 @@ class Settings:
     keys_provider: str
     keys_dir: Path
     state_dir: Path
-    proof_origin: str
+    proof_origin: str | None  # None: the name of keys/proof-log.vkey (set by build_app)
     settle_seconds: float = 2.0
     sidecar_wait_seconds: float = 30.0
     ingest_workers: int = 8
@@ -509,13 +509,14 @@ def load_settings(
             inbox = list(value)
         else:
             raise ConfigError(f"{where('inbox')}: must be a list of folders or s3:// URLs")
-    for required in ("vault", "proofs", "catalog", "policies", "keys_dir", "proof_origin"):
+    for required in ("vault", "proofs", "catalog", "policies", "keys_dir"):
         if required not in values:
             key = next(k for k, (a, _) in _SCALARS.items() if a == required)
             raise ConfigError(f"{config_file}: {key}: required key is missing")
 
-    origin = values["proof_origin"]
-    if not _ORIGIN_RE.match(origin):
+    # not among SPEC's stable keys: when absent, the log key's name (``build_app``)
+    origin = values.get("proof_origin")
+    if origin is not None and not _ORIGIN_RE.match(origin):
         raise ConfigError(f"{sources['proof_origin']}: must contain no spaces and no '+'")
     if values.get("keys_provider", "file") != "file":
         raise ConfigError(f"{sources['keys_provider']}: only the 'file' provider exists so far")

@@ -97,6 +97,15 @@ def use_policy(setup: Path, text: str) -> None:
     (setup / "policies" / "test.yaml").write_text(text, encoding="utf-8")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _auditor_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``proof verify --log`` keeps a witness per log origin under $XDG_STATE_HOME: the
+    tests' go to a temporary folder (subprocesses inherit it), never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+        yield
+
+
 @pytest.fixture
 def setup_dir(tmp_path: Path) -> Path:
     """A fresh setup from ``init`` with fast settle times and no metrics port."""

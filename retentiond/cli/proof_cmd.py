@@ -6,9 +6,10 @@ import argparse
 import base64
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from retentiond.adapters.localfs_proofs import FileProofStore
 from retentiond.cli.common import Subparsers, app_from, print_json, settings_from
@@ -32,9 +33,15 @@ def register(sub: Subparsers) -> None:
     v.add_argument("--log", metavar="LOCATION", help="log folder (default: the config's proofs)")
     v.add_argument("--vkey", metavar="FILE", type=Path,
                    help="verifier key file (default: the config's keys/proof-log.vkey)")
-    v.add_argument("--witness", metavar="FILE", type=Path,
-                   help="where the last verified checkpoint is kept (default with a config: "
-                   "state/proof-verified.checkpoint)")
+    w = v.add_mutually_exclusive_group()
+    w.add_argument("--witness", metavar="FILE", type=Path,
+                   help="where the last verified checkpoint is kept (default: the config's "
+                   "state/proof-verified.checkpoint; with --log, one file per log origin "
+                   "under $XDG_STATE_HOME/retentiond/witnesses, else "
+                   "~/.local/state/retentiond/witnesses)")
+    w.add_argument("--no-witness", action="store_true",
+                   help="do not compare with, nor keep, a previously verified checkpoint "
+                   "(to verify an older archived copy of a log)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
     s = psub.add_parser("show", help="a deletion record with its inclusion proof")
@@ -64,6 +71,19 @@ def _write_witness(path: Path, data: bytes) -> None:
         raise StorageError(f"{path}: cannot record the verified checkpoint: {e.strerror}") from None
 
 
+def witness_home() -> Path:
+    """The folder of an auditor's witnesses (XDG Base Directory: state data)."""
+    state = os.environ.get("XDG_STATE_HOME") or ""
+    base = Path(state) if Path(state).is_absolute() else Path.home() / ".local" / "state"
+    return base / "retentiond" / "witnesses"
+
+
+def default_witness(origin: str) -> Path:
+    """One checkpoint per log origin: every copy of one log (the live folder, a bucket,
+    an archive) must be consistent with what this verifier saw of any of them."""
+    return witness_home() / (quote(origin, safe="") + ".checkpoint")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = None
     if args.log is None or args.vkey is None:
@@ -83,23 +103,45 @@ def cmd_verify(args: argparse.Namespace) -> int:
         store = FileProofStore(log_dir)
     vkey = args.vkey or settings.keys_dir / VERIFIER_KEY_FILE  # type: ignore[union-attr]
     verifier = load_verifier(vkey)
-    witness = args.witness
-    if witness is None and settings is not None and args.log is None:
-        witness = settings.state_dir / WITNESS_FILE
-    last = witness.read_bytes() if witness is not None and witness.exists() else None
+    witness: Path | None = args.witness
+    chosen = witness is not None  # a file the user named: failing to keep it is an error
+    if witness is None and not args.no_witness:
+        witness = (settings.state_dir / WITNESS_FILE if settings is not None
+                   and args.log is None else default_witness(verifier.name))
+    try:
+        last = witness.read_bytes() if witness is not None and witness.exists() else None
+    except OSError as e:
+        raise StorageError(f"{witness}: cannot read the last verified checkpoint: "
+                           f"{e.strerror}") from None
     result = verify_log(store, verifier=verifier, origin=verifier.name,
                         last_checkpoint=last)
+    kept = witness
     if witness is not None:
-        _write_witness(witness, result.checkpoint)
+        try:
+            _write_witness(witness, result.checkpoint)
+        except StorageError as e:
+            if chosen:
+                raise
+            kept = None  # the log verified; say that the next run cannot compare
+            print(f"warning: {e}; the next verification cannot detect a rollback",
+                  file=sys.stderr)
     root = base64.b64encode(result.root).decode()
     if args.json:
         print_json({"ok": True, "log": str(log_dir), "origin": verifier.name,
                     "size": result.size, "root": root,
                     "consistent_with_previous": last is not None,
+                    "witness": None if kept is None else str(kept),
                     "uncommitted": list(result.uncommitted)})
     else:
-        print(f"ok: {log_dir}: {result.size} entries, root {root}, signed by {verifier.name}"
-              + ("; consistent with the last verified checkpoint" if last else ""))
+        print(f"ok: {log_dir}: {result.size} entries, root {root}, signed by {verifier.name}")
+        if last is not None:
+            print(f"consistent with the last verified checkpoint (kept in {witness})")
+        elif witness is None:
+            print("not compared with an earlier checkpoint (--no-witness): a rollback to an "
+                  "older copy of the log is not detected")
+        else:
+            print("first verification of this log here: nothing to compare with yet"
+                  + (f"; its checkpoint is kept in {kept} for the next one" if kept else ""))
         if result.uncommitted:
             print(f"note: {len(result.uncommitted)} file(s) beyond the checkpoint from an "
                   "interrupted append (declared by the signed intent); the next append "

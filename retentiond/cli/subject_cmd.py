@@ -22,6 +22,9 @@ IDENTIFIER_HELP = ("the clear identifier (e.g. the phone number, as given at ing
                    "looked up by its pseudonym, never stored); '-' reads it from the first "
                    "line of standard input, keeping it out of shell history and ps")
 
+# SPEC section 4 lists ``subject export S --out DIR``: the request is the reason
+EXPORT_REASON = "right of access request (GDPR Art. 15)"
+
 
 def identifier(value: str, *, what: str) -> str:
     """The identifier given on the command line, or read from stdin for ``-``."""
@@ -46,8 +49,9 @@ def register(sub: Subparsers) -> None:
     e.add_argument("subject", metavar="S", help=IDENTIFIER_HELP)
     e.add_argument("--out", metavar="DIR", type=Path, required=True,
                    help="new (or empty) folder to write to")
-    e.add_argument("--reason", metavar="R", required=True,
-                   help="why (the request's reference)")
+    e.add_argument("--reason", metavar="R", default=EXPORT_REASON,
+                   help=f"why, for the audit log: best the request's reference (default: "
+                   f"{EXPORT_REASON!r})")
     e.add_argument("--actor", metavar="A", default=None,
                    help="who exports (default: the login name)")
     e.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import FrameType
 
@@ -326,6 +326,8 @@ class Daemon:
         old = app.settings
         try:
             settings = load_settings(old.config_file)
+            if settings.proof_origin is None:  # still the log key's name, read at start
+                settings = replace(settings, proof_origin=old.proof_origin)
             moved = [name for name in ("inbox", "vault", "proofs", "catalog", "state_dir",
                                        "keys_dir", "proof_origin")
                      if getattr(settings, name) != getattr(old, name)]

@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -145,6 +145,8 @@ def build_app(
         NoteSigner.from_text(read_secret_file(settings.keys_dir / SIGNING_KEY_FILE))
         if need_signer else None
     )
+    if settings.proof_origin is None:  # not configured: the log key names it
+        settings = replace(settings, proof_origin=verifier.name)
     if verifier.name != settings.proof_origin:
         raise ConfigError(
             f"{settings.config_file}: proof_log.origin: {settings.proof_origin!r} differs from "

@@ -294,3 +294,42 @@ def test_policy_explain_file_matches_what_ingest_would_do(short_setup):
     p = run_cli("policy", "explain", str(short_setup / "inbox" / "f.wav"), "--json",
                 setup=short_setup, timeout=30)
     assert p.returncode == 0 and "not a regular file" in p.stdout, p.stderr
+
+
+def test_an_auditor_with_only_the_log_and_key_detects_a_rollback(app, clock, short_setup,
+                                                                 tmp_path: Path) -> None:
+    """``proof verify --log --vkey`` keeps the checkpoint it verified (one file per log
+    origin, under $XDG_STATE_HOME), so an older copy of the same log shown later fails;
+    ``--no-witness`` verifies an archived copy on its own and says what it did not check."""
+    import shutil
+
+    from retentiond.cli.proof_cmd import default_witness
+    from retentiond.service.sweep import Sweeper
+    from tests.integration.test_pipeline import _ingest
+
+    for i in range(2):
+        _ingest(app, clock, f"c{i}.wav", seed=i, purpose="quality")
+        clock.advance(timedelta(minutes=1))
+        Sweeper(app).sweep(now=clock.now())
+        shutil.copytree(short_setup / "proofs", tmp_path / f"copy{i + 1}")
+    vkey = str(short_setup / "keys" / "proof-log.vkey")
+    env = cli_env(XDG_STATE_HOME=str(tmp_path / "auditor"))
+
+    def verify(copy: str, *extra: str):
+        return run_cli("proof", "verify", "--log", str(tmp_path / copy), "--vkey", vkey,
+                       *extra, env=env)
+
+    p = verify("copy2")
+    assert p.returncode == 0 and "first verification of this log here" in p.stdout, p.stdout
+    name = default_witness(app.settings.proof_origin).name  # the origin, quoted
+    witness = tmp_path / "auditor" / "retentiond" / "witnesses" / name
+    assert witness.is_file() and name.endswith(".checkpoint") and "/" not in name
+    p = verify("copy1")  # an older copy of the same log: a rollback
+    assert p.returncode == 7 and "shrank" in p.stderr, p.stdout + p.stderr
+    _no_traceback(p)
+    p = verify("copy1", "--no-witness")
+    assert p.returncode == 0 and "not compared with an earlier checkpoint" in p.stdout
+    p = verify("copy2", "--json")
+    assert p.returncode == 0
+    out = json.loads(p.stdout)
+    assert out["consistent_with_previous"] is True and out["witness"] == str(witness)

@@ -143,10 +143,12 @@ def test_export_decrypts_every_live_recording_with_manifest_and_audit(short_setu
     assert "not empty" in p.stderr and len(_audit(short_setup)) == entries
     empty = tmp_path / "empty"
     empty.mkdir(mode=0o755)
-    p = _ok(run_cli("subject", "export", S, "--out", str(empty), "--reason", "again",
-                    setup=short_setup))
+    p = _ok(run_cli("subject", "export", S, "--out", str(empty), setup=short_setup))
     assert f"exported 2 recording(s) to {empty}" in p.stdout
     assert stat.S_IMODE(empty.stat().st_mode) == 0o700
+    # SPEC's form, without --reason: the request itself is the audited reason
+    assert [e["reason"] for e in _audit(short_setup)[entries:]] == [
+        "right of access request (GDPR Art. 15)"] * 2
 
 
 # -- erasure and objection ----------------------------------------------------------------

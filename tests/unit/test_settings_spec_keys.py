@@ -1,6 +1,7 @@
-"""``catalog``: where the SQLite catalog is. ``sqlite:///PATH`` is absolute, as in SPEC
-section 3; a relative path is ``sqlite:PATH`` or a plain path; the old relative reading
-of ``sqlite:///PATH`` is refused when it would open a new, empty catalog elsewhere."""
+"""SPEC section 3's configuration, read as SPEC writes it. ``catalog``: ``sqlite:///PATH``
+is absolute; a relative path is ``sqlite:PATH`` or a plain path; the old relative reading
+of ``sqlite:///PATH`` is refused when it would open a new, empty catalog elsewhere.
+``proof_log.origin``, not among SPEC's keys, defaults to the log key's name."""
 
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from retentiond.adapters.sqlite_catalog import SQLiteCatalog
 from retentiond.errors import ConfigError
 from retentiond.service.setup import init_setup
+from retentiond.service.wiring import build_app
 from retentiond.settings import load_settings
 
 
@@ -81,3 +83,22 @@ def test_bad_catalogs_name_the_key(config: Path, value: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says) as info:
         load_settings(config, environ={})
     assert f"retentiond.yaml:{line}: catalog" in str(info.value)
+
+
+def test_the_proof_origin_defaults_to_the_log_key_name(config: Path) -> None:
+    """SPEC's stable keys do not include ``proof_log.origin``: without it, the origin is
+    the name of ``keys/proof-log.vkey`` (which it must equal anyway)."""
+    origin = load_settings(config, environ={}).proof_origin
+    assert origin is not None
+    config.write_text(re.sub(r"(?m)^proof_log:\n  origin: .*\n", "", config.read_text()))
+    assert "origin:" not in config.read_text()
+    settings = load_settings(config, environ={})
+    assert settings.proof_origin is None
+    app = build_app(settings)
+    try:
+        assert app.settings.proof_origin == origin == app.proof_log.origin
+    finally:
+        app.close()
+    (config.parent / "keys" / "proof-log.vkey").unlink()
+    with pytest.raises(ConfigError, match=r"proof-log\.vkey"):
+        build_app(load_settings(config, environ={}))

@@ -7,7 +7,7 @@ Adapters translate third-party exceptions into ``retentiond.errors`` types
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +52,10 @@ class DeleteResult:
     key: str
     version_ids: tuple[str, ...]
     evidence: str
+
+
+# key -> version ids about to be deleted (``ObjectStore.delete_many``)
+BeforeDelete = Callable[[Mapping[str, tuple[str, ...]]], None]
 
 
 class ObjectWriter(Protocol):
@@ -106,7 +110,7 @@ class ObjectStore(Protocol):
 
     def delete_many(self, keys: Sequence[str], *, population: int | None = None,
                     known: Mapping[str, str | None] | None = None,
-                    progress: MutableMapping[str, tuple[str, ...]] | None = None,
+                    before_delete: BeforeDelete | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of each key, as few requests as the store allows
         (``population``: about how many objects the store holds, a hint for choosing
@@ -115,9 +119,12 @@ class ObjectStore(Protocol):
         list once afterwards, instead of listing before and after; whatever else the
         confirming listing shows is deleted too and named in ``version_ids``. Keys not in
         ``known`` are listed first. Never raises for one key: each gets its result or its
-        error. ``progress``, if given, receives key -> the versions (and markers) that
-        were deleted, in order, for every key that failed after some were: a later pass
-        then lists only what is left, and its proof must name these too."""
+        error. ``before_delete``, if given, is called with key -> the versions (and
+        markers; "null" for the null version) about to be deleted, before each request
+        that deletes them, so the caller can write them down first (a later pass that
+        finishes a failed or interrupted deletion finds only what is left, and its proof
+        must name these too); if it raises StorageError, those keys fail with it and
+        nothing of theirs is deleted."""
         ...
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:

@@ -195,12 +195,15 @@ def _resolve_catalog(value: str, base: Path, key: str) -> str:
         raise ConfigError(f"{key}: {value!r}: the PostgreSQL catalog (SPEC: several replicas "
                           "sharing the work) is not available in this version; use "
                           "sqlite:///PATH")
+    if value.startswith("sqlite:") and ("?" in value or "#" in value):
+        raise ConfigError(f"{key}: {value!r}: no query or fragment in a catalog URL (a '?' "
+                          "or '#' in the file's path is written %3F, %23)")
     if value.startswith("sqlite://"):
-        parsed = urlparse(value)
-        if parsed.netloc not in ("", "localhost"):
+        host, slash, rest = value[len("sqlite://"):].partition("/")
+        if host not in ("", "localhost") or not slash:
             raise ConfigError(f"{key}: {value!r}: sqlite URLs take no host "
                               "(sqlite:///absolute/path, or sqlite:relative/path)")
-        rest = unquote(parsed.path).lstrip("/")
+        rest = unquote(rest).lstrip("/")
         path = Path("/" + rest)
         legacy = base / rest
         if not path.exists() and legacy.is_file():

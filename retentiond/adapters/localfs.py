@@ -18,7 +18,7 @@ import secrets
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +31,7 @@ from retentiond.errors import (
     StorageError,
     TransientStorageError,
 )
-from retentiond.ports import DeleteResult, ObjectInfo, PutResult
+from retentiond.ports import BeforeDelete, DeleteResult, ObjectInfo, PutResult
 
 TMP_DIR = ".tmp"
 RETRYABLE_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
@@ -288,12 +288,12 @@ class LocalObjectStore:
 
     def delete_many(self, keys: Sequence[str], *, population: int | None = None,
                     known: Mapping[str, str | None] | None = None,
-                    progress: MutableMapping[str, tuple[str, ...]] | None = None,
+                    before_delete: BeforeDelete | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of each key. A folder keeps one version of a key, so
         ``known`` and ``population`` change nothing; the keys of one folder are unlinked,
-        then the folder is fsynced once for all of them (not once per key). A key
-        unlinked whose folder then fails to sync goes in ``progress``."""
+        then the folder is fsynced once for all of them (not once per key).
+        ``before_delete`` hears of every present key's "null" version first."""
         out: dict[str, DeleteResult | StorageError] = {}
         folders: dict[Path, builtins.list[tuple[str, Path]]] = {}
         for key in keys:
@@ -303,6 +303,13 @@ class LocalObjectStore:
                 out[key] = e
                 continue
             folders.setdefault(path.parent, []).append((key, path))
+        if before_delete is not None:
+            present = {key: ("null",) for items in folders.values() for key, path in items
+                       if os.path.lexists(path)}
+            try:
+                before_delete(present)
+            except StorageError as e:  # not written down: not deleted either
+                return out | dict.fromkeys(present, e)
         for folder, items in folders.items():
             removed: dict[str, tuple[str, ...]] = {}
             for key, path in items:
@@ -314,8 +321,6 @@ class LocalObjectStore:
                 self._sync_folder(folder, what=f"{self.url}: {items[0][0]}")
             except StorageError as e:
                 out |= dict.fromkeys(removed, e)
-                if progress is not None:
-                    progress.update((k, v) for k, v in removed.items() if v)
                 continue
             for key, path in items:
                 if key in removed:

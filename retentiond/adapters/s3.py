@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import AbstractContextManager, contextmanager
@@ -80,7 +80,7 @@ from retentiond.errors import (
     StorageError,
     TransientStorageError,
 )
-from retentiond.ports import DeleteResult, ObjectInfo, PutResult
+from retentiond.ports import BeforeDelete, DeleteResult, ObjectInfo, PutResult
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -954,7 +954,7 @@ class S3ObjectStore:
 
     def delete_many(self, keys: Sequence[str], *, population: int | None = None,
                     known: Mapping[str, str | None] | None = None,
-                    progress: MutableMapping[str, tuple[str, ...]] | None = None,
+                    before_delete: BeforeDelete | None = None,
                     ) -> dict[str, DeleteResult | StorageError]:
         """``delete_all_versions`` of many keys with few requests, in rounds:
 
@@ -972,9 +972,8 @@ class S3ObjectStore:
         alone. Each key gets its DeleteResult (``version_ids``: every version and marker
         deleted, in the order deleted), or the error that stopped it: a refused version
         stops its key at once (ObjectLockedError for a lock), a failed request or listing
-        fails the keys it covered; nothing is raised. ``progress`` receives the versions
-        a failed key lost before it failed (those its DeleteObjects answered for; not
-        those of a request that failed as a whole, whose effect is unknown)."""
+        fails the keys it covered; nothing is raised. ``before_delete`` hears of each
+        round's versions before its DeleteObjects (ports.ObjectStore)."""
         out: dict[str, DeleteResult | StorageError] = {}
         fulls: dict[str, str] = {}
         for key in keys:
@@ -1005,6 +1004,13 @@ class S3ObjectStore:
         for round_ in range(1, MAX_DELETE_ROUNDS + 1):
             if not targets:
                 break
+            if before_delete is not None:
+                try:
+                    before_delete({fulls[full]: tuple(map(_named, vids))
+                                   for full, vids in targets.items()})
+                except StorageError as e:  # not written down: not deleted either
+                    out |= {fulls[full]: e for full in targets}
+                    break
             errors, failed = self._delete_versions(targets, fulls)
             for full, err in failed.items():
                 out[fulls[full]] = err
@@ -1015,12 +1021,6 @@ class S3ObjectStore:
                 left = self._versions_of(confirm, population)
             except StorageError as e:
                 out |= dict.fromkeys(confirm.values(), e)
-                for full in confirm:  # deleted on DeleteObjects' word, where each refusal
-                    # names its version (AWS does; moto does not: then none is counted)
-                    refused = [err.get("VersionId") for err in errors.get(full, [])]
-                    if None not in refused:
-                        removed[full] += [v for v in map(_named, targets[full])
-                                          if v not in refused]
                 break
             next_targets: dict[str, builtins.list[str | None]] = {}
             for full, key in confirm.items():
@@ -1038,10 +1038,6 @@ class S3ObjectStore:
                 else:
                     next_targets[full] = [*left_versions, *left_markers]
             targets = next_targets
-        if progress is not None:
-            for full, deleted in removed.items():
-                if deleted and isinstance(out.get(fulls[full]), StorageError):
-                    progress[fulls[full]] = _unique(deleted)
         return out
 
     def _delete_versions(

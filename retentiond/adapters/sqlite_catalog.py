@@ -841,30 +841,34 @@ class SQLiteCatalog:
                            [(i,) for i in ids])  # now named in the record
             _drop_unused_salts(db)
 
-    def add_deleted_versions(self, items: Mapping[str, Sequence[str]]) -> None:
-        """Remember the versions a failed deletion did delete (id -> version ids, in the
-        order deleted), after those already remembered, each once: the pass that
-        finishes the deletion lists only what is left, and its record must name these
-        too (``deleted_versions``). Only for recordings being deleted."""
-        rows = [(oid, list(vids)) for oid, vids in items.items() if vids]
-        if not rows:
+    def note_deletion_attempts(self, items: Mapping[str, Sequence[str]]) -> None:
+        """Write down, before the store is asked, the versions a deletion is about to
+        delete (id -> version ids), after those already written, each once, in one
+        transaction. The pass that finishes a failed or interrupted deletion lists only
+        what is left; its record names these too (``attempted_versions``), all gone by
+        then. Only for recordings being deleted: any other id aborts the whole write."""
+        items = {oid: vids for oid, vids in items.items() if vids}
+        if not items:
             return
         with self._tx() as db:
-            for object_id, vids in rows:
-                row = db.execute(
-                    "SELECT p.version_ids FROM recordings r LEFT JOIN deletion_progress p "
-                    "ON p.object_id=r.id WHERE r.id=? AND r.state=?",
-                    (object_id, State.DELETING.value)).fetchone()
-                if row is None:
+            rows = {r[0]: (r[1], r[2]) for r in db.execute(
+                "SELECT r.id, r.state, p.version_ids FROM recordings r LEFT JOIN "
+                "deletion_progress p ON p.object_id=r.id "
+                "WHERE r.id IN (SELECT value FROM json_each(?))", (json.dumps(list(items)),))}
+            merged: list[tuple[str, str]] = []
+            for object_id, vids in items.items():
+                state, before = rows.get(object_id, (None, None))
+                if state != State.DELETING.value:
                     raise StorageError(f"catalog: recording {object_id} is not being deleted")
-                before = json.loads(row[0]) if row[0] else []
-                db.execute(
-                    "INSERT INTO deletion_progress(object_id, version_ids) VALUES(?, ?) "
-                    "ON CONFLICT(object_id) DO UPDATE SET version_ids=excluded.version_ids",
-                    (object_id, json.dumps(list(dict.fromkeys([*before, *vids])))))
+                old = json.loads(before) if before else []
+                merged.append((object_id, json.dumps(list(dict.fromkeys([*old, *vids])))))
+            db.executemany(
+                "INSERT INTO deletion_progress(object_id, version_ids) VALUES(?, ?) "
+                "ON CONFLICT(object_id) DO UPDATE SET version_ids=excluded.version_ids",
+                merged)
 
-    def deleted_versions(self, ids: Collection[str]) -> dict[str, tuple[str, ...]]:
-        """The versions remembered by ``add_deleted_versions`` for each of ``ids`` that
+    def attempted_versions(self, ids: Collection[str]) -> dict[str, tuple[str, ...]]:
+        """The versions ``note_deletion_attempts`` wrote down for each of ``ids`` that
         has some."""
         if not ids:
             return {}

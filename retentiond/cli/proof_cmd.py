@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from retentiond.adapters.localfs_proofs import FileProofStore
 from retentiond.cli.common import Subparsers, app_from, print_json, settings_from
+from retentiond.crypto.signing import NoteVerifier
 from retentiond.errors import NotFoundError, StorageError, UsageError
 from retentiond.ports import ProofStore
 from retentiond.service.prooflog import ProofLog, verify_log
@@ -59,29 +61,43 @@ def _local_path(location: str) -> Path:
 
 
 def _write_witness(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace ``path`` with ``data`` atomically (a temporary file of this process: two
+    verifications at once never mix their writes)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        raise StorageError(f"{path}: cannot record the verified checkpoint: {e.strerror}") from None
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot record the verified checkpoint: "
+                           f"{e.strerror or e}") from None
 
 
-def witness_home() -> Path:
-    """The folder of an auditor's witnesses (XDG Base Directory: state data)."""
+def witness_home() -> Path | None:
+    """The folder of an auditor's witnesses (XDG Base Directory: state data); None when
+    there is no home to put it in."""
     state = os.environ.get("XDG_STATE_HOME") or ""
-    base = Path(state) if Path(state).is_absolute() else Path.home() / ".local" / "state"
-    return base / "retentiond" / "witnesses"
+    if Path(state).is_absolute():
+        return Path(state) / "retentiond" / "witnesses"
+    try:
+        return Path.home() / ".local" / "state" / "retentiond" / "witnesses"
+    except RuntimeError:  # no HOME and no password-database entry
+        return None
 
 
-def default_witness(origin: str) -> Path:
-    """One checkpoint per log origin: every copy of one log (the live folder, a bucket,
-    an archive) must be consistent with what this verifier saw of any of them."""
-    return witness_home() / (quote(origin, safe="") + ".checkpoint")
+def default_witness(verifier: NoteVerifier) -> Path | None:
+    """One checkpoint per log (origin and key): every copy of one log (the live folder,
+    a bucket, an archive) must be consistent with what this verifier saw of any of them;
+    a log re-created with a new key of the same name starts afresh."""
+    home = witness_home()
+    if home is None:
+        return None
+    return home / f"{quote(verifier.name, safe='')}+{verifier.key_id.hex()}.checkpoint"
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -106,8 +122,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     witness: Path | None = args.witness
     chosen = witness is not None  # a file the user named: failing to keep it is an error
     if witness is None and not args.no_witness:
-        witness = (settings.state_dir / WITNESS_FILE if settings is not None
-                   and args.log is None else default_witness(verifier.name))
+        if settings is not None and args.log is None:
+            witness = settings.state_dir / WITNESS_FILE
+        else:
+            witness = default_witness(verifier)
+            if witness is None:
+                print("warning: no home folder for the witness (set XDG_STATE_HOME or use "
+                      "--witness FILE): a rollback cannot be detected", file=sys.stderr)
     try:
         last = witness.read_bytes() if witness is not None and witness.exists() else None
     except OSError as e:
@@ -137,7 +158,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if last is not None:
             print(f"consistent with the last verified checkpoint (kept in {witness})")
         elif witness is None:
-            print("not compared with an earlier checkpoint (--no-witness): a rollback to an "
+            why = "--no-witness" if args.no_witness else "no witness file"
+            print(f"not compared with an earlier checkpoint ({why}): a rollback to an "
                   "older copy of the log is not detected")
         else:
             print("first verification of this log here: nothing to compare with yet"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -120,16 +120,12 @@ def deletion_record(
     return canonical_json(record)
 
 
-def _resumed_result(rec: Recording, result: DeleteResult, earlier: tuple[str, ...], *,
-                    missing: bool) -> DeleteResult:
+def _resumed_result(result: DeleteResult, earlier: tuple[str, ...]) -> DeleteResult:
     """The result of a deletion finished by a later pass, which listed first and so found
-    only what was left: its record also names the versions earlier passes deleted
-    (remembered by the catalog when they failed), and the version retentiond wrote, gone
-    since the deletion started (deleted by the pass that crashed or failed; "null" where
-    the store keeps no versions), unless the reconciler had found the recording missing
-    before, deleted by someone else."""
-    written = () if missing else (rec.version_id or "null",)
-    vids = tuple(dict.fromkeys([*written, *earlier, *result.version_ids]))
+    only what was left: its record also names the versions earlier passes asked the
+    store to delete (written down before each request), all gone now that the listing
+    shows none, first, in the order asked."""
+    vids = tuple(dict.fromkeys([*earlier, *result.version_ids]))
     if vids == result.version_ids:
         return result
     return DeleteResult(key=result.key, version_ids=vids, evidence=result.evidence)
@@ -320,40 +316,34 @@ class Sweeper:
         known = {rec.location: rec.version_id for rec, _ in live
                  if rec.state is not State.DELETING and rec.id not in missing}
         resumed = [rec.id for rec, _ in live if rec.state is State.DELETING]
-        try:  # what failed passes deleted (their proof is this pass's)
-            earlier = app.catalog.deleted_versions(resumed) if resumed else {}
+        try:  # versions earlier passes asked the store to delete (named by this proof)
+            earlier = app.catalog.attempted_versions(resumed) if resumed else {}
         except RetentiondError as e:
-            self._failed(batch, e, items)
+            self._failed(live, e, items)
             return {}
-        progress: dict[str, tuple[str, ...]] = {}
+        ids = {rec.location: rec.id for rec, _ in live}
+
+        def write_down(versions: Mapping[str, tuple[str, ...]]) -> None:
+            """Versions about to be deleted, in the catalog first: a pass that fails or
+            is killed after the store deleted them still gets them into the proof."""
+            app.catalog.note_deletion_attempts({ids[k]: v for k, v in versions.items()})
+
         results = app.vault.delete_many([rec.location for rec, _ in live],
                                         population=population, known=known,
-                                        progress=progress)
+                                        before_delete=write_down)
         crashpoint("sweep.after_vault_delete")
         gone: list[tuple[Recording, Decision, bytes]] = []
         vault_url = app.vault.url  # once: a folder's resolves its path every time
-        partial: dict[str, tuple[str, ...]] = {}
         for rec, d in live:
             result = results[rec.location]
             if isinstance(result, StorageError):
                 self._failed([(rec, d)], result, items)
-                if rec.location in progress:
-                    partial[rec.id] = progress[rec.location]
                 continue
-            if rec.state is State.DELETING:
-                result = _resumed_result(rec, result, earlier.get(rec.id, ()),
-                                         missing=rec.id in missing)
+            if rec.id in earlier:
+                result = _resumed_result(result, earlier[rec.id])
             gone.append((rec, d, deletion_record(rec, decision=d, result=result,
                                                  vault_url=vault_url, policy=app.policy,
                                                  now=now)))
-        if partial:
-            try:
-                app.catalog.add_deleted_versions(partial)
-            except RetentiondError as e:  # those versions stay unnamed; nothing else lost
-                app.metrics.errors.labels(stage="sweep").inc()
-                logger.error("versions deleted by failed deletions not remembered; the "
-                             "proofs of %d recording(s) will not name them: %s",
-                             len(partial), e, extra={"event": "sweep.progress_lost"})
         try:
             app.catalog.destroy_keys([(rec.id, record, now) for rec, _, record in gone])
         except RetentiondError as e:

@@ -360,3 +360,35 @@ def test_with_batching_off_each_version_goes_by_its_own_delete_object(
     assert "DeleteObjects" not in names and names.count("DeleteObject") == 9
     left = client.list_object_versions(Bucket=bucket)
     assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
+
+
+def test_versions_are_announced_before_they_are_deleted(store: ObjectStore) -> None:
+    """``before_delete`` hears of every version while it is still there (the sweep writes
+    them down first), and of nothing that was not there."""
+    key, absent = "v1/aa/w.rtd", "v1/bb/absent.rtd"
+    vid = _write(store, key, b"x")
+    heard: list[dict[str, tuple[str, ...]]] = []
+
+    def before(versions: Any) -> None:
+        for k in versions:
+            store.head(k)  # not deleted yet
+        heard.append(dict(versions))
+
+    results = store.delete_many([key, absent], known={key: vid}, before_delete=before)
+    done = results[key]
+    assert isinstance(done, DeleteResult) and done.version_ids == (vid or "null",)
+    assert results[absent] == DeleteResult(key=absent, version_ids=(),
+                                           evidence=results[absent].evidence)  # type: ignore[union-attr]
+    assert heard == [{key: done.version_ids}]
+
+
+def test_versions_that_cannot_be_written_down_are_not_deleted(store: ObjectStore) -> None:
+    key = "v1/aa/kept.rtd"
+    vid = _write(store, key, b"x")
+
+    def refuse(versions: Any) -> None:
+        raise StorageError("catalog: database is locked")
+
+    err = store.delete_many([key], known={key: vid}, before_delete=refuse)[key]
+    assert isinstance(err, StorageError) and "database is locked" in str(err)
+    assert store.head(key).key == key  # still there

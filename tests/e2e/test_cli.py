@@ -321,7 +321,11 @@ def test_an_auditor_with_only_the_log_and_key_detects_a_rollback(app, clock, sho
 
     p = verify("copy2")
     assert p.returncode == 0 and "first verification of this log here" in p.stdout, p.stdout
-    name = default_witness(app.settings.proof_origin).name  # the origin, quoted
+    from retentiond.service.wiring import VERIFIER_KEY_FILE, load_verifier
+
+    default = default_witness(load_verifier(short_setup / "keys" / VERIFIER_KEY_FILE))
+    assert default is not None
+    name = default.name  # the origin, quoted, and the key's id
     witness = tmp_path / "auditor" / "retentiond" / "witnesses" / name
     assert witness.is_file() and name.endswith(".checkpoint") and "/" not in name
     p = verify("copy1")  # an older copy of the same log: a rollback
@@ -333,3 +337,14 @@ def test_an_auditor_with_only_the_log_and_key_detects_a_rollback(app, clock, sho
     assert p.returncode == 0
     out = json.loads(p.stdout)
     assert out["consistent_with_previous"] is True and out["witness"] == str(witness)
+    # a witness that cannot be kept: the verification stands, with a warning
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    p = run_cli("proof", "verify", "--log", str(tmp_path / "copy2"), "--vkey", vkey,
+                env=env | {"XDG_STATE_HOME": str(blocked)})
+    assert p.returncode == 0 and "first verification of this log here" in p.stdout, p.stderr
+    assert "warning:" in p.stderr and "cannot detect a rollback" in p.stderr
+    _no_traceback(p)
+    p = run_cli("proof", "verify", "--log", str(tmp_path / "copy2"), "--vkey", vkey,
+                "--witness", str(blocked / "w"), env=env)  # named by the user: an error
+    assert p.returncode == 5 and "cannot record the verified checkpoint" in p.stderr

@@ -20,6 +20,7 @@ from retentiond.adapters.s3_proofs import S3ProofStore
 from retentiond.clock import ManualClock
 from retentiond.core.model import State
 from retentiond.crypto.signing import NoteVerifier
+from retentiond.errors import StorageError
 from retentiond.service.access import retrieve
 from retentiond.service.daemon import Daemon
 from retentiond.service.holds import HoldTarget, add_holds, place_holds, remove_holds
@@ -453,9 +454,9 @@ def test_store_lock_blocks_deletion_reported_and_retried(
 
 def test_a_deletion_stopped_part_way_names_every_version_when_it_ends(
         buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path) -> None:
-    """Versions deleted by a pass that a locked version then stopped are remembered by the
-    catalog, and the pass that finishes the deletion, which lists only what is left, names
-    them all in the proof, retentiond's own version first."""
+    """The versions a pass asks the store to delete are written down first; a locked one
+    then stops it; the pass that finishes the deletion, which lists only what is left,
+    names them all in the proof, retentiond's own version first."""
     app, clock = s3_app
     c, vault = buckets["client"], buckets["vault"]
     put(c, buckets["inbox"], "incoming/p.wav", make_wav(tmp_path / "p.wav"), Metadata={
@@ -476,7 +477,9 @@ def test_a_deletion_stopped_part_way_names_every_version_when_it_ends(
     assert item.outcome == "blocked-by-lock", item
     remaining = c.list_object_versions(Bucket=vault, Prefix=f"v/{rec.location}")["Versions"]
     assert [v["VersionId"] for v in remaining] == [held_vid]
-    assert set(app.catalog.deleted_versions([rec.id])[rec.id]) == every - {held_vid}
+    # written down before each request: retentiond's, then the two the listing showed
+    attempted = app.catalog.attempted_versions([rec.id])[rec.id]
+    assert attempted[0] == rec.version_id and set(attempted) == every
     c.put_object_legal_hold(Bucket=vault, Key=f"v/{rec.location}", VersionId=held_vid,
                             LegalHold={"Status": "OFF"})
     report = sweeper.sweep(now=clock.now())
@@ -484,9 +487,44 @@ def test_a_deletion_stopped_part_way_names_every_version_when_it_ends(
     record = json.loads(app.proof_log.entry(0))
     assert record["version_ids"][0] == rec.version_id
     assert sorted(record["version_ids"]) == sorted(every)
-    assert app.catalog.deleted_versions([rec.id]) == {}  # named in the record now
+    assert app.catalog.attempted_versions([rec.id]) == {}  # named in the record now
     assert c.list_object_versions(Bucket=vault, Prefix=f"v/{rec.location}").get(
         "Versions", []) == []
+
+
+def test_a_pass_failing_after_the_store_deleted_still_gets_every_version_proven(
+        buckets: dict[str, Any], s3_app: tuple[App, ManualClock], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store deletes retentiond's version and one made behind its back, then the
+    catalog fails: the next pass, which finds nothing left, names both."""
+    app, clock = s3_app
+    c, vault = buckets["client"], buckets["vault"]
+    put(c, buckets["inbox"], "incoming/f.wav", make_wav(tmp_path / "f.wav"), Metadata={
+        "retentiond-purpose": "quality", "retentiond-recorded-at": clock.now().isoformat()})
+    rec = app.catalog.get(app_ingest(app, buckets["inbox"], "f.wav", clock).object_id or "")
+    extra = b"out-of-band"
+    put(c, vault, f"v/{rec.location}", extra, ContentMD5=__import__("base64").b64encode(
+        hashlib.md5(extra).digest()).decode())
+    every = {v["VersionId"] for v in c.list_object_versions(
+        Bucket=vault, Prefix=f"v/{rec.location}")["Versions"]}
+    assert len(every) == 2
+    real = app.catalog.destroy_keys
+
+    def locked(items: Any) -> None:
+        raise StorageError("catalog: database is locked")
+
+    monkeypatch.setattr(app.catalog, "destroy_keys", locked)
+    clock.advance(timedelta(minutes=1))
+    sweeper = Daemon(app).sweeper
+    (item,) = sweeper.sweep(now=clock.now()).items
+    assert item.outcome == "failed" and "database is locked" in (item.error or "")
+    assert c.list_object_versions(Bucket=vault, Prefix=f"v/{rec.location}").get(
+        "Versions", []) == []  # the store did its part
+    monkeypatch.setattr(app.catalog, "destroy_keys", real)
+    report = sweeper.sweep(now=clock.now())
+    assert [(i.id, i.outcome) for i in report.items] == [(rec.id, "deleted")]
+    vids = json.loads(app.proof_log.entry(0))["version_ids"]
+    assert vids[0] == rec.version_id and set(vids) == every
 
 
 def test_s3_retries_are_counted_per_store(buckets: dict[str, Any]) -> None:

@@ -439,14 +439,17 @@ def test_closing_right_after_a_full_wait_failed_waits_briefly(cat, monkeypatch):
         assert time_module.monotonic() - started < 0.75
 
 
-def test_versions_of_a_failed_deletion_are_kept_until_the_record_names_them(cat):
+def test_versions_a_deletion_asks_for_are_kept_until_the_record_names_them(cat):
     store(cat, rec("r1"))
     store(cat, rec("r2"))
     with pytest.raises(StorageError, match="r1 is not being deleted"):
-        cat.add_deleted_versions({"r1": ["v-a"]})  # only during a deletion
+        cat.note_deletion_attempts({"r1": ["v-a"]})  # only during a deletion
     assert cat.start_deletions([("r1", "retention-expired", T0)]) == {"r1"}
-    cat.add_deleted_versions({"r1": ["v-a", "v-b"]})
-    cat.add_deleted_versions({"r1": ["v-b", "v-c"], "r2": []})  # after, each once
-    assert cat.deleted_versions(["r1", "r2", "nope"]) == {"r1": ("v-a", "v-b", "v-c")}
+    with pytest.raises(StorageError, match="r2 is not being deleted"):  # all or none
+        cat.note_deletion_attempts({"r1": ["v-0"], "r2": ["v-x"]})
+    assert cat.attempted_versions(["r1"]) == {}
+    cat.note_deletion_attempts({"r1": ["v-a", "v-b"]})
+    cat.note_deletion_attempts({"r1": ["v-b", "v-c"], "r2": []})  # after, each once
+    assert cat.attempted_versions(["r1", "r2", "nope"]) == {"r1": ("v-a", "v-b", "v-c")}
     cat.destroy_keys([("r1", b"{}", T0)])
-    assert cat.deleted_versions(["r1"]) == {}
+    assert cat.attempted_versions(["r1"]) == {}

@@ -219,7 +219,7 @@ class FlakyVault:
             raise TransientStorageError(f"{key}: store unreachable")
         return self._inner.delete_all_versions(key)
 
-    def delete_many(self, keys, *, population=None, known=None):
+    def delete_many(self, keys, **_):
         out = {}
         for key in keys:
             try:

@@ -509,3 +509,17 @@ def test_a_proof_failing_after_an_error_does_not_hide_the_error(
     Sweeper(app).sweep(now=clock.now())
     assert app.catalog.pending_proofs() == []
     assert verify_log(app.proof_log.store, verifier=app.proof_log.verifier).size == 2
+
+
+def test_a_version_no_pass_asked_for_is_not_named(app: App, clock: ManualClock) -> None:
+    """A pass killed after starting the deletion, before asking the store; the file then
+    removed behind retentiond's back: the proof names no version (retentiond deleted
+    none), where a pass that did ask names it (tests/e2e/test_crash.py)."""
+    import json
+
+    (rec,) = _due(app, clock, 1)
+    assert app.catalog.start_deletions([(rec.id, "retention-expired", clock.now())])
+    (Path(app.settings.vault) / rec.location).unlink()
+    report = Sweeper(app).sweep(now=clock.now())
+    assert [i.outcome for i in report.items] == ["deleted"]
+    assert json.loads(app.proof_log.entry(0))["version_ids"] == []

@@ -34,10 +34,12 @@ def test_init_writes_a_relative_catalog_that_moves_with_the_setup(config: Path) 
 
 
 @pytest.mark.parametrize("form", ["sqlite:///{abs}", "sqlite:////{abs}", "{abs_path}",
+                                  "sqlite:///{abs_quoted}",
                                   "sqlite:{abs_path}", "sqlite://localhost/{abs}"])
 def test_absolute_forms(config: Path, tmp_path: Path, form: str) -> None:
     target = tmp_path / "elsewhere" / "catalog.db"
-    _catalog(config, form.format(abs=str(target).lstrip("/"), abs_path=target))
+    _catalog(config, form.format(abs=str(target).lstrip("/"), abs_path=target,
+                                 abs_quoted=str(target).lstrip("/").replace("/", "%2F", 1)))
     settings = load_settings(config, environ={})
     assert settings.catalog_path == target
     assert settings.catalog == f"sqlite://{target}"
@@ -77,6 +79,8 @@ def test_the_old_relative_reading_is_refused_not_replaced_by_an_empty_catalog(
     ("sqlite://host/x.db", "sqlite URLs take no host"),
     ("mysql://h/db", "expected sqlite:///ABSOLUTE/PATH"),
     ("sqlite:state", "names a folder"),
+    ("sqlite:///srv/rt#1/catalog.db", "no query or fragment"),
+    ("sqlite:///x.db?mode=ro", "no query or fragment"),
 ])
 def test_bad_catalogs_name_the_key(config: Path, value: str, says: str) -> None:
     line = _catalog(config, value)

@@ -97,6 +97,12 @@ class StorageError(RetentiondError):
     exit_code = EXIT_STORAGE
 
 
+class NotWrittenDownError(StorageError):
+    """``ObjectStore.delete_many``'s ``before_delete`` failed (the catalog could not write
+    down the versions about to go): nothing of those keys was deleted. Not the store's
+    failure, so not counted as one."""
+
+
 class ObjectNotFoundError(StorageError):
     """The object is not in the store."""
 

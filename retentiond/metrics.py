@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from retentiond import __version__
 from retentiond.core.noteslint import CATEGORIES as NOTES_CATEGORIES
 from retentiond.errors import (
+    NotWrittenDownError,
     ObjectLockedError,
     ObjectNotFoundError,
     PermanentStorageError,
@@ -432,8 +433,8 @@ class InstrumentedObjectStore:
         except StorageError as e:
             self._count(e)
             raise
-        for result in results.values():
-            if isinstance(result, StorageError):
+        for result in results.values():  # the caller's refusal is not the store's error
+            if isinstance(result, StorageError) and not isinstance(result, NotWrittenDownError):
                 self._count(result)
         return results
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from retentiond.errors import StorageError
+from retentiond.errors import NotWrittenDownError, StorageError
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,14 @@ class DeleteResult:
 
 # key -> version ids about to be deleted (``ObjectStore.delete_many``)
 BeforeDelete = Callable[[Mapping[str, tuple[str, ...]]], None]
+
+
+def not_written_down(e: Exception) -> NotWrittenDownError:
+    """What ``delete_many`` answers, for each key, when ``before_delete`` raised ``e``."""
+    if isinstance(e, NotWrittenDownError):
+        return e
+    return NotWrittenDownError(f"versions to delete not written down first, nothing "
+                               f"deleted: {e}")
 
 
 class ObjectWriter(Protocol):
@@ -123,8 +131,8 @@ class ObjectStore(Protocol):
         markers; "null" for the null version) about to be deleted, before each request
         that deletes them, so the caller can write them down first (a later pass that
         finishes a failed or interrupted deletion finds only what is left, and its proof
-        must name these too); if it raises StorageError, those keys fail with it and
-        nothing of theirs is deleted."""
+        must name these too); if it raises, those keys fail with a NotWrittenDownError
+        (``not_written_down``) and nothing of theirs is deleted."""
         ...
 
     def mirror_legal_hold(self, key: str, *, version_id: str | None, on: bool) -> bool:

@@ -31,7 +31,7 @@ from retentiond.errors import (
     StorageError,
     TransientStorageError,
 )
-from retentiond.ports import BeforeDelete, DeleteResult, ObjectInfo, PutResult
+from retentiond.ports import BeforeDelete, DeleteResult, ObjectInfo, PutResult, not_written_down
 
 TMP_DIR = ".tmp"
 RETRYABLE_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
@@ -308,8 +308,10 @@ class LocalObjectStore:
                        if os.path.lexists(path)}
             try:
                 before_delete(present)
-            except StorageError as e:  # not written down: not deleted either
-                return out | dict.fromkeys(present, e)
+            except Exception as e:  # noqa: BLE001 - not written down: not deleted either
+                return out | dict.fromkeys(
+                    (key for items in folders.values() for key, _ in items),
+                    not_written_down(e))
         for folder, items in folders.items():
             removed: dict[str, tuple[str, ...]] = {}
             for key, path in items:

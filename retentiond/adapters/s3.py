@@ -80,7 +80,7 @@ from retentiond.errors import (
     StorageError,
     TransientStorageError,
 )
-from retentiond.ports import BeforeDelete, DeleteResult, ObjectInfo, PutResult
+from retentiond.ports import BeforeDelete, DeleteResult, ObjectInfo, PutResult, not_written_down
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -1008,8 +1008,8 @@ class S3ObjectStore:
                 try:
                     before_delete({fulls[full]: tuple(map(_named, vids))
                                    for full, vids in targets.items()})
-                except StorageError as e:  # not written down: not deleted either
-                    out |= {fulls[full]: e for full in targets}
+                except Exception as e:  # noqa: BLE001 - not written down: not deleted either
+                    out |= dict.fromkeys((fulls[full] for full in targets), not_written_down(e))
                     break
             errors, failed = self._delete_versions(targets, fulls)
             for full, err in failed.items():

@@ -24,6 +24,7 @@ from retentiond.core.decide import Action, Decision, decide
 from retentiond.core.model import LIVE_STATES, Reason, Recording, State
 from retentiond.core.policy import Policy
 from retentiond.errors import (
+    NotWrittenDownError,
     ObjectLockedError,
     ProofError,
     RetentiondError,
@@ -365,7 +366,8 @@ class Sweeper:
         """Report recordings whose deletion failed; the next pass retries them. A store
         lock (S3 Object Lock retention or legal hold) is reported as ``blocked-by-lock``."""
         locked = isinstance(e, ObjectLockedError)
-        stage = "delete" if isinstance(e, StorageError) else "sweep"
+        stage = ("delete" if isinstance(e, StorageError)
+                 and not isinstance(e, NotWrittenDownError) else "sweep")
         for rec, d in batch:
             self.app.metrics.errors.labels(stage=stage).inc()
             logger.error("deletion of %s %s, retried next pass: %s", rec.id,

@@ -13,7 +13,12 @@ import pytest
 
 from retentiond.adapters.localfs import LocalObjectStore
 from retentiond.adapters.s3 import EVIDENCE_GONE, S3ObjectStore
-from retentiond.errors import ObjectLockedError, StorageError, TransientStorageError
+from retentiond.errors import (
+    NotWrittenDownError,
+    ObjectLockedError,
+    StorageError,
+    TransientStorageError,
+)
 from retentiond.ports import DeleteResult, ObjectStore
 from tests.s3server import S3Server
 
@@ -382,13 +387,22 @@ def test_versions_are_announced_before_they_are_deleted(store: ObjectStore) -> N
     assert heard == [{key: done.version_ids}]
 
 
-def test_versions_that_cannot_be_written_down_are_not_deleted(store: ObjectStore) -> None:
-    key = "v1/aa/kept.rtd"
+@pytest.mark.parametrize("error", [StorageError("catalog: database is locked"),
+                                   ValueError("database is locked (a corrupt row)")])
+def test_versions_that_cannot_be_written_down_are_not_deleted(
+        store: ObjectStore, error: Exception) -> None:
+    """Every key then fails (the present and the absent alike), with an error that is
+    not the store's, and nothing is deleted."""
+    key, absent = "v1/aa/kept.rtd", "v1/bb/absent.rtd"
     vid = _write(store, key, b"x")
 
     def refuse(versions: Any) -> None:
-        raise StorageError("catalog: database is locked")
+        raise error
 
-    err = store.delete_many([key], known={key: vid}, before_delete=refuse)[key]
-    assert isinstance(err, StorageError) and "database is locked" in str(err)
+    results = store.delete_many([key, absent], known={key: vid, absent: None},
+                                before_delete=refuse)
+    assert set(results) == {key, absent}
+    for err in results.values():
+        assert isinstance(err, NotWrittenDownError) and "database is locked" in str(err)
+        assert "nothing deleted" in str(err)
     assert store.head(key).key == key  # still there

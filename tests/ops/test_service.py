@@ -106,6 +106,21 @@ def test_batch_and_other_calls_are_counted_too():
                   store="vault", kind="locked") == 3
 
 
+def test_a_catalog_refusing_to_write_down_deletions_is_not_a_store_error():
+    from retentiond.errors import NotWrittenDownError
+
+    class BatchStore(FailingStore):
+        def delete_many(self, keys, **kwargs):
+            return dict.fromkeys(keys, self.error)
+
+    metrics = Metrics(CollectorRegistry())
+    store = InstrumentedObjectStore(BatchStore(NotWrittenDownError("catalog: locked")),
+                                    store="vault", metrics=metrics)
+    assert len(store.delete_many(["a", "b"])) == 2
+    assert sum(sample(metrics.registry, "retentiond_store_errors_total", store="vault",
+                      kind=k) for k in ("transient", "permanent", "locked", "other")) == 0
+
+
 def test_store_label_is_bounded():
     with pytest.raises(ValueError, match="store label"):
         InstrumentedObjectStore(FailingStore(OSError()), store="s3://bucket/key",

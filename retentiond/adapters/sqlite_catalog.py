@@ -153,6 +153,12 @@ CREATE TABLE IF NOT EXISTS retired_keks (
     since TEXT NOT NULL,
     retired_at TEXT
 );
+CREATE TABLE IF NOT EXISTS standing_objections (
+    subject_ref TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    since TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deletion_progress (
     object_id TEXT PRIMARY KEY,
     version_ids TEXT NOT NULL
@@ -222,9 +228,10 @@ def _prune_sampling(db: sqlite3.Connection, object_ids: Sequence[str]) -> None:
 
 def _drop_unused_salts(db: sqlite3.Connection) -> None:
     """An erasure request's salt goes with the last of its subject's recordings (or at
-    once when it applied to none)."""
+    once when it applied to none), unless it is a standing objection's."""
     db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM recordings "
-               "WHERE erasure_request=erasure_requests.id)")
+               "WHERE erasure_request=erasure_requests.id) AND NOT EXISTS (SELECT 1 FROM "
+               "standing_objections WHERE request_id=erasure_requests.id)")
 
 
 class _Group:
@@ -567,10 +574,14 @@ class SQLiteCatalog:
         plaintext_sha256: str, ciphertext_sha256: str, version_id: str | None,
         delete_after: datetime | None, sample_score: float | None,
         tally: bool = False,
-    ) -> None:
+    ) -> bool:
         """The vault copy is verified: the recording is managed; its plaintext may go.
         ``tally``: count it in the sampling tally of its purpose, agent and month (not a
-        quarantined one); its deletion for ``sampling-cap`` is counted there too."""
+        quarantined one); its deletion for ``sampling-cap`` is counted there too.
+
+        A standing objection of its caller (``add_standing_objection``) applies to it in
+        the same transaction, so none recorded before this commit is missed, and one
+        recorded after finds it stored (``subject erase``); returns whether one did."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE recordings SET state=?, size=?, ciphertext_size=?, plaintext_sha256=?, "
@@ -582,11 +593,20 @@ class SQLiteCatalog:
             )
             if cur.rowcount != 1:
                 raise StorageError(f"catalog: recording {object_id} is no longer being ingested")
+            objected = db.execute(
+                "UPDATE recordings SET objection=1, "
+                "erasure_request=(SELECT request_id FROM standing_objections o "
+                "WHERE o.subject_ref=recordings.subject_ref), "
+                "erasure_commitment=(SELECT commitment FROM standing_objections o "
+                "WHERE o.subject_ref=recordings.subject_ref) "
+                "WHERE id=? AND subject_ref IN (SELECT subject_ref FROM standing_objections)",
+                (object_id,)).rowcount == 1
             dropped = _count_sampling(db, object_id, ingested=1, over_cap=0) if tally else 0
         if dropped:  # a month of the tally went (once a month): scrub it out of -wal too
             with self._locked():
                 self._dirty = self._erased = True
             self.scrub()
+        return objected
 
     def clear_inbox_pending(self, object_id: str) -> None:
         with self._tx() as db:
@@ -1001,6 +1021,37 @@ class SQLiteCatalog:
                     applied.add(object_id)
             _drop_unused_salts(db)
         return applied
+
+    def add_standing_objection(self, subject_ref: str, *, request_id: str, salt: bytes,
+                               commitment: str, now: datetime) -> None:
+        """A subject's objection (GDPR Art. 21) that also covers their later recordings:
+        each is flagged as objected to, with this request's commitment, when it is stored
+        (``mark_stored``). A newer objection of the same subject replaces it."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO erasure_requests(id, salt, requested_at) "
+                       "VALUES(?, ?, ?)", (request_id, salt, _ts(now)))
+            db.execute("INSERT OR REPLACE INTO standing_objections(subject_ref, request_id, "
+                       "commitment, since) VALUES(?, ?, ?, ?)",
+                       (subject_ref, request_id, commitment, _ts(now)))
+            _drop_unused_salts(db)
+
+    def remove_standing_objection(self, subject_ref: str) -> str | None:
+        """End a subject's standing objection (withdrawn); returns its request id, None
+        when there was none. Recordings already flagged stay flagged."""
+        with self._tx() as db:
+            row = db.execute("SELECT request_id FROM standing_objections WHERE subject_ref=?",
+                             (subject_ref,)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM standing_objections WHERE subject_ref=?", (subject_ref,))
+            _drop_unused_salts(db)
+        return str(row[0])
+
+    def standing_objections(self) -> list[tuple[str, str, datetime]]:
+        """(subject pseudonym, request id, since) of every standing objection."""
+        rows = self._query("SELECT subject_ref, request_id, since FROM standing_objections "
+                           "ORDER BY since, subject_ref")
+        return [(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
 
     def erasure_salt(self, request_id: str) -> bytes | None:
         rows = self._query("SELECT salt FROM erasure_requests WHERE id=?", (request_id,))

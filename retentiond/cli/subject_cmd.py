@@ -16,6 +16,7 @@ from retentiond.service.subject import (
     ExportResult,
     erase_subject,
     export_subject,
+    withdraw_objection,
 )
 
 IDENTIFIER_HELP = ("the clear identifier (e.g. the phone number, as given at ingest; "
@@ -72,9 +73,24 @@ def register(sub: Subparsers) -> None:
                    help="who decides (default: the login name)")
     r.add_argument("--objection", action="store_true",
                    help="the person objects to the processing (Art. 21): the proofs say "
-                   "'objection' instead of 'erasure-request'")
+                   "'objection' instead of 'erasure-request', and the objection stands: "
+                   "later recordings of S are deleted as soon as stored, with the same "
+                   "commitment, until 'subject withdraw-objection'")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_erase)
+
+    w = ssub.add_parser(
+        "withdraw-objection", help="end a standing objection (the person consents again)",
+        description="End the standing objection of subject S made by 'subject erase "
+        "--objection': later recordings of S are kept under the policy again. Recordings "
+        "already objected to still go. Audited. Exit 3 when S has no standing objection.")
+    w.add_argument("subject", metavar="S", help=IDENTIFIER_HELP)
+    w.add_argument("--reason", metavar="R", required=True,
+                   help="why (the person's request, its reference)")
+    w.add_argument("--actor", metavar="A", default=None,
+                   help="who records it (default: the login name)")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_withdraw)
 
 
 def export_json(result: ExportResult) -> dict[str, Any]:
@@ -128,6 +144,7 @@ def receipt_json(receipt: ErasureReceipt) -> dict[str, Any]:
         "salt": receipt.salt_hex,
         "commitment": receipt.commitment,
         "commitment_construction": COMMITMENT_CONSTRUCTION,
+        "standing_objection": receipt.objection,
         "complete": receipt.complete,
         "deleted": [{"id": d.id, "purpose": d.purpose, "reason": d.reason,
                      "proof_index": d.proof_index} for d in receipt.deleted],
@@ -150,6 +167,14 @@ def _until(stays_because: str, until: str | None) -> str:
 
 
 def print_receipt(receipt: ErasureReceipt) -> None:
+    if receipt.objection and receipt.commitment is not None and not receipt.deleted \
+            and not receipt.kept:
+        print(f"objection {receipt.request_id}: no live recording of this subject in the "
+              "catalog; the objection stands for later recordings (audited)")
+        print(f"  salt:        {receipt.salt_hex}")
+        print(f"  commitment:  {receipt.commitment}")
+        print(f"               = {COMMITMENT_CONSTRUCTION}")
+        return
     if receipt.commitment is None:
         print(f"erasure request {receipt.request_id}: no live recording of this subject in "
               "the catalog; nothing to erase (request audited)")
@@ -174,6 +199,22 @@ def print_receipt(receipt: ErasureReceipt) -> None:
                   f"{_until(k.stays_because, iso(k.until))}  ({k.why})")
     print("check: retentiond proof show ID shows subject_commitment equal to the "
           "commitment above")
+    if receipt.objection:
+        print("the objection stands: later recordings of this subject are deleted as soon "
+              "as stored, with the same commitment (subject withdraw-objection ends it)")
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    subject = identifier(args.subject, what="subject")
+    app = app_from(args)
+    request_id = withdraw_objection(app, subject, reason=args.reason,
+                                    actor=args.actor or actor_default(), now=now())
+    if args.json:
+        print_json({"withdrawn": request_id})
+    else:
+        print(f"standing objection {request_id} withdrawn: later recordings of this subject "
+              "are kept under the policy")
+    return EXIT_OK
 
 
 def cmd_erase(args: argparse.Namespace) -> int:

@@ -663,7 +663,7 @@ class Ingestor:
             stored = dataclasses.replace(rec, sample_score=app.keys.sample_score(score_input))
             due, _, _ = due_date(stored, policy=policy)
             state = State.QUARANTINED if cls.quarantined else State.ACTIVE
-            app.catalog.mark_stored(
+            objected = app.catalog.mark_stored(
                 object_id, state=state, size=sealed.plaintext_size,
                 ciphertext_size=sealed.ciphertext_size,
                 plaintext_sha256=sealed.plaintext_sha256,
@@ -682,6 +682,10 @@ class Ingestor:
             # a standing hold on its caller or case: the store's legal hold too (a failure
             # is a warning; retentiond's own hold keeps it either way)
             mirror_hold(app, object_id, on=True)
+        if objected:  # the caller's standing objection (``subject erase --objection``)
+            logger.warning("%s: its caller objected to being recorded (standing objection): "
+                           "deleted by the next pass", object_id,
+                           extra={"event": "ingest.standing_objection", "object_id": object_id})
         outcome = "quarantined" if cls.quarantined else "stored"
         label = QUARANTINE if cls.quarantined else cls.purpose
         app.metrics.ingested.labels(purpose=label, outcome=outcome).inc()

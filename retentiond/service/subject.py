@@ -41,6 +41,7 @@ from retentiond.core.policy import Policy
 from retentiond.crypto.envelope import open_bytes
 from retentiond.errors import (
     IntegrityError,
+    NotFoundError,
     ProofError,
     RefusedError,
     StorageError,
@@ -389,6 +390,23 @@ def export_subject(app: App, subject: str, *, out: Path, actor: str, reason: str
 # -- erasure ------------------------------------------------------------------------------
 
 
+def withdraw_objection(app: App, subject: str, *, reason: str, actor: str,
+                       now: datetime) -> str:
+    """End ``subject``'s standing objection (they consent again): later recordings are
+    kept under the policy. Audited first. Returns the objection's request id; raises
+    NotFoundError when there is none. Recordings already objected to still go."""
+    if not actor.strip() or not reason.strip():
+        raise UsageError("subject withdraw-objection: --actor and --reason must not be empty")
+    pseudonym = subject_pseudonym(app, subject)
+    standing = {ref: rid for ref, rid, _ in app.catalog.standing_objections()}
+    if pseudonym not in standing:
+        raise NotFoundError("no standing objection for this subject")
+    app.audit.append(action="objection-withdrawn", actor=actor, reason=reason, now=now,
+                     details={"subject": pseudonym, "request": standing[pseudonym]})
+    app.catalog.remove_standing_objection(pseudonym)
+    return standing[pseudonym]
+
+
 def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datetime,
                   objection: bool = False, salt: bytes | None = None) -> ErasureReceipt:
     """Erase (or, with ``objection``, object to) every recording of ``subject`` now.
@@ -402,6 +420,15 @@ def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datet
         raise UsageError("subject erase: --actor and --reason must not be empty")
     pseudonym = subject_pseudonym(app, subject)
     request_id = secrets.token_hex(16)
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    commitment = erasure_commitment(salt, subject)
+    if objection:  # Art. 21: no further processing, so later recordings of this caller
+        # are not kept either: each is flagged when stored, with this commitment
+        app.audit.append(action="objection", actor=actor, reason=reason, now=now,
+                         details={"subject": pseudonym, "request": request_id,
+                                  "standing": True})
+        app.catalog.add_standing_objection(pseudonym, request_id=request_id, salt=salt,
+                                           commitment=commitment, now=now)
     recs = app.catalog.query(subject_ref=pseudonym, states=list(_OF_SUBJECT))
     if not recs:
         app.audit.append(action="erase", actor=actor, reason=reason, now=now,
@@ -409,9 +436,9 @@ def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datet
                                   "objection": objection, "recordings": 0})
         logger.info("erasure request %s: no recording of this subject", request_id,
                     extra={"event": "subject.erase_nothing"})
+        if objection:  # the standing objection still needs its receipt
+            return ErasureReceipt(request_id, now, objection, salt.hex(), commitment, (), ())
         return ErasureReceipt(request_id, now, objection, None, None, (), ())
-    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    commitment = erasure_commitment(salt, subject)
     for rec in recs:
         app.audit.append(action="erase", actor=actor, reason=reason, now=now,
                          object_id=rec.id,

@@ -217,6 +217,50 @@ def test_erase_deletes_now_with_proofs_carrying_the_commitment(short_setup, tmp_
     _ok(run_cli("audit", "verify", setup=short_setup))
 
 
+def test_an_objection_stands_for_later_recordings_until_withdrawn(short_setup, tmp_path):
+    """Art. 21: once the person objects, no further processing. A later recording of the
+    same caller (any spelling) is deleted by the next pass, its proof carrying the
+    objection's commitment; an erasure request (Art. 17) does not stand; a withdrawn
+    objection no longer applies."""
+    p = _ok(run_cli("subject", "erase", S, "--objection", "--reason", "OPP-1", "--json",
+                    setup=short_setup))
+    receipt = json.loads(p.stdout)
+    assert (receipt["standing_objection"], receipt["deleted"], receipt["kept"]) == (
+        True, [], [])
+    salt = bytes.fromhex(receipt["salt"])
+    assert receipt["commitment"] == hashlib.sha256(salt + S.encode("utf-8")).hexdigest()
+    p = _ok(run_cli("subject", "erase", OTHER, "--reason", "DSAR-2", setup=short_setup))
+    assert "nothing to erase" in p.stdout
+
+    a, _ = _ingest(short_setup, tmp_path, "a.wav", seed=1, purpose="training",
+                   subject=S_OTHER_SPELLING)
+    o, _ = _ingest(short_setup, tmp_path, "o.wav", seed=2, purpose="training", subject=OTHER)
+    items = json.loads(_ok(run_cli("sweep", "--json", setup=short_setup)).stdout)["items"]
+    assert [(i["id"], i["outcome"], i["rule"]) for i in items] == [(a, "deleted", "objection")]
+    record = _proof(short_setup, a)["record"]
+    assert (record["reason"], record["subject_commitment"]) == ("objection",
+                                                                receipt["commitment"])
+    assert set(_ls(short_setup)) == {o}  # the erasure request did not stand
+
+    p = _ok(run_cli("subject", "withdraw-objection", S, "--reason", "consent 2026-12",
+                    "--actor", "dpo", setup=short_setup))
+    assert f"standing objection {receipt['request_id']} withdrawn" in p.stdout
+    b, _ = _ingest(short_setup, tmp_path, "b.wav", seed=3, purpose="training", subject=S)
+    assert json.loads(_ok(run_cli("sweep", "--json", setup=short_setup)).stdout)["items"] == []
+    assert set(_ls(short_setup)) == {o, b}
+    p = _ok(run_cli("subject", "withdraw-objection", S, "--reason", "again",
+                    setup=short_setup), 3)
+    assert "no standing objection" in p.stderr
+
+    audit = _audit(short_setup)
+    standing = [e for e in audit if e["action"] == "objection"]
+    assert [e["details"]["request"] for e in standing] == [receipt["request_id"]]
+    assert standing[0]["details"]["standing"] is True
+    withdrawn = [e for e in audit if e["action"] == "objection-withdrawn"]
+    assert [(e["actor"], e["reason"]) for e in withdrawn] == [("dpo", "consent 2026-12")]
+    _ok(run_cli("audit", "verify", setup=short_setup))
+
+
 def test_text_receipt_names_salt_commitment_and_proofs(short_setup, tmp_path):
     a, _ = _ingest(short_setup, tmp_path, "a.wav", seed=1, purpose="training", subject=S)
     p = _ok(run_cli("subject", "erase", S, "--reason", "DSAR-1", setup=short_setup))

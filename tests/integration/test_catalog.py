@@ -453,3 +453,29 @@ def test_versions_a_deletion_asks_for_are_kept_until_the_record_names_them(cat):
     assert cat.attempted_versions(["r1", "r2", "nope"]) == {"r1": ("v-a", "v-b", "v-c")}
     cat.destroy_keys([("r1", b"{}", T0)])
     assert cat.attempted_versions(["r1"]) == {}
+
+
+def test_a_standing_objection_flags_what_is_stored_after_it_and_keeps_its_salt(cat):
+    being_ingested = rec("r1", subject_ref="subj-A")
+    cat.insert_ingesting(being_ingested, wrapped=KEY, notes_sealed=None)
+    cat.add_standing_objection("subj-A", request_id="req-1", salt=b"s" * 32,
+                               commitment="c" * 64, now=T0)
+    assert cat.erasure_salt("req-1") == b"s" * 32  # kept: the objection refers to it
+    assert [(ref, rid) for ref, rid, _ in cat.standing_objections()] == [("subj-A", "req-1")]
+
+    def mark(object_id: str) -> bool:
+        return cat.mark_stored(object_id, state=State.ACTIVE, size=1, ciphertext_size=2,
+                               plaintext_sha256="a" * 64, ciphertext_sha256="b" * 64,
+                               version_id=None, delete_after=None, sample_score=0.5)
+
+    assert mark("r1") is True  # objected to while it was being ingested: not missed
+    got = cat.get("r1")
+    assert (got.objection, got.erasure_request, got.erasure_commitment) == (
+        True, "req-1", "c" * 64)
+    cat.insert_ingesting(rec("r2", subject_ref="subj-B"), wrapped=KEY, notes_sealed=None)
+    assert mark("r2") is False and cat.get("r2").objection is False
+    assert cat.remove_standing_objection("subj-A") == "req-1"
+    assert cat.remove_standing_objection("subj-A") is None
+    assert cat.erasure_salt("req-1") == b"s" * 32  # r1 still refers to it
+    delete(cat, "r1", at=T0, index=0, reason="objection")
+    assert cat.erasure_salt("req-1") is None  # gone with the last reference

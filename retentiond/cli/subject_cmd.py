@@ -66,17 +66,12 @@ def register(sub: Subparsers) -> None:
         "retention stay, listed with the reason and the date they can go; they are "
         "deleted as soon as allowed. Prints the receipt to hand to the person. Exit 0 "
         "when everything was deleted, 1 when some recordings stay.")
-    r.add_argument("subject", metavar="S", help=IDENTIFIER_HELP)
-    r.add_argument("--reason", metavar="R", required=True,
-                   help="why (the request's reference)")
-    r.add_argument("--actor", metavar="A", default=None,
-                   help="who decides (default: the login name)")
+    _subject_request(r, reason="why (the request's reference)", actor="who decides")
     r.add_argument("--objection", action="store_true",
                    help="the person objects to the processing (Art. 21): the proofs say "
                    "'objection' instead of 'erasure-request', and the objection stands: "
                    "later recordings of S are deleted as soon as stored, with the same "
                    "commitment, until 'subject withdraw-objection'")
-    r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_erase)
 
     w = ssub.add_parser(
@@ -84,13 +79,18 @@ def register(sub: Subparsers) -> None:
         description="End the standing objection of subject S made by 'subject erase "
         "--objection': later recordings of S are kept under the policy again. Recordings "
         "already objected to still go. Audited. Exit 3 when S has no standing objection.")
-    w.add_argument("subject", metavar="S", help=IDENTIFIER_HELP)
-    w.add_argument("--reason", metavar="R", required=True,
-                   help="why (the person's request, its reference)")
-    w.add_argument("--actor", metavar="A", default=None,
-                   help="who records it (default: the login name)")
-    w.add_argument("--json", action="store_true")
+    _subject_request(w, reason="why (the person's request, its reference)",
+                     actor="who records it")
     w.set_defaults(func=cmd_withdraw)
+
+
+def _subject_request(parser: argparse.ArgumentParser, *, reason: str, actor: str) -> None:
+    """S, a required --reason, --actor and --json: a request about one subject."""
+    parser.add_argument("subject", metavar="S", help=IDENTIFIER_HELP)
+    parser.add_argument("--reason", metavar="R", required=True, help=reason)
+    parser.add_argument("--actor", metavar="A", default=None,
+                        help=f"{actor} (default: the login name)")
+    parser.add_argument("--json", action="store_true")
 
 
 def export_json(result: ExportResult) -> dict[str, Any]:

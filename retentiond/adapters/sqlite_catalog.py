@@ -35,7 +35,12 @@ from retentiond.ports import WrappedKey
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: standing_objections, deletion_progress (older versions ignore them)
+# legal bases a standing objection applies to: Art. 21(1) covers processing based on
+# Art. 6(1)(e) public task and (f) legitimate interests; for consent, the objection is a
+# withdrawal (Art. 7(3)) with the same effect on later recordings. Not to a contract, a
+# legal obligation or vital interests: those recordings stay under the policy.
+OBJECTABLE_BASES = ("consent", "legitimate-interests", "public-task")
 BUSY_TIMEOUT_MS = 30_000
 # a group transaction (see SQLiteCatalog._tx) takes at most this many writes, and stays
 # open at most this long for more: bounds the wait of its first writer
@@ -109,7 +114,8 @@ CREATE TABLE IF NOT EXISTS store_findings (
 );
 """
 
-# schema 2: holds by recording, subject or case; notes findings; sampling tally; erasure
+# schema 2 (and 3: standing objections, deletion progress; the same script, every table
+# created if missing): holds by recording, subject or case; notes findings; sampling tally; erasure
 # requests; case, controller and processor of each recording
 _SCHEMA_2 = """
 CREATE TABLE IF NOT EXISTS holds (
@@ -228,10 +234,11 @@ def _prune_sampling(db: sqlite3.Connection, object_ids: Sequence[str]) -> None:
 
 def _drop_unused_salts(db: sqlite3.Connection) -> None:
     """An erasure request's salt goes with the last of its subject's recordings (or at
-    once when it applied to none), unless it is a standing objection's."""
+    once when it applied to none). A standing objection keeps no salt: beside its
+    commitment, a salt would let a copy of the catalog recover the caller's number by
+    trying every number (SPEC section 5: the salt goes with the subject's data)."""
     db.execute("DELETE FROM erasure_requests WHERE NOT EXISTS (SELECT 1 FROM recordings "
-               "WHERE erasure_request=erasure_requests.id) AND NOT EXISTS (SELECT 1 FROM "
-               "standing_objections WHERE request_id=erasure_requests.id)")
+               "WHERE erasure_request=erasure_requests.id)")
 
 
 class _Group:
@@ -599,8 +606,9 @@ class SQLiteCatalog:
                 "WHERE o.subject_ref=recordings.subject_ref), "
                 "erasure_commitment=(SELECT commitment FROM standing_objections o "
                 "WHERE o.subject_ref=recordings.subject_ref) "
-                "WHERE id=? AND subject_ref IN (SELECT subject_ref FROM standing_objections)",
-                (object_id,)).rowcount == 1
+                "WHERE id=? AND subject_ref IN (SELECT subject_ref FROM standing_objections) "
+                "AND legal_basis IN (SELECT value FROM json_each(?))",
+                (object_id, json.dumps(OBJECTABLE_BASES))).rowcount == 1
             dropped = _count_sampling(db, object_id, ingested=1, over_cap=0) if tally else 0
         if dropped:  # a month of the tally went (once a month): scrub it out of -wal too
             with self._locked():
@@ -1022,30 +1030,23 @@ class SQLiteCatalog:
             _drop_unused_salts(db)
         return applied
 
-    def add_standing_objection(self, subject_ref: str, *, request_id: str, salt: bytes,
-                               commitment: str, now: datetime) -> None:
-        """A subject's objection (GDPR Art. 21) that also covers their later recordings:
-        each is flagged as objected to, with this request's commitment, when it is stored
-        (``mark_stored``). A newer objection of the same subject replaces it."""
+    def add_standing_objection(self, subject_ref: str, *, request_id: str, commitment: str,
+                               now: datetime) -> None:
+        """A subject's objection (GDPR Art. 21) that also covers their later recordings
+        whose legal basis it applies to (``OBJECTABLE_BASES``): each is flagged as
+        objected to, with this request's commitment, when it is stored (``mark_stored``).
+        A newer objection of the same subject replaces it. No salt is kept."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO erasure_requests(id, salt, requested_at) "
-                       "VALUES(?, ?, ?)", (request_id, salt, _ts(now)))
             db.execute("INSERT OR REPLACE INTO standing_objections(subject_ref, request_id, "
                        "commitment, since) VALUES(?, ?, ?, ?)",
                        (subject_ref, request_id, commitment, _ts(now)))
-            _drop_unused_salts(db)
 
-    def remove_standing_objection(self, subject_ref: str) -> str | None:
-        """End a subject's standing objection (withdrawn); returns its request id, None
-        when there was none. Recordings already flagged stay flagged."""
+    def remove_standing_objection(self, subject_ref: str, request_id: str) -> bool:
+        """End the standing objection ``request_id`` of a subject (withdrawn); False when
+        it is not (or no longer) the one in force. Recordings already flagged stay so."""
         with self._tx() as db:
-            row = db.execute("SELECT request_id FROM standing_objections WHERE subject_ref=?",
-                             (subject_ref,)).fetchone()
-            if row is None:
-                return None
-            db.execute("DELETE FROM standing_objections WHERE subject_ref=?", (subject_ref,))
-            _drop_unused_salts(db)
-        return str(row[0])
+            return db.execute("DELETE FROM standing_objections WHERE subject_ref=? AND "
+                              "request_id=?", (subject_ref, request_id)).rowcount == 1
 
     def standing_objections(self) -> list[tuple[str, str, datetime]]:
         """(subject pseudonym, request id, since) of every standing objection."""

@@ -70,12 +70,13 @@ def register(sub: Subparsers) -> None:
     r.add_argument("--objection", action="store_true",
                    help="the person objects to the processing (Art. 21): the proofs say "
                    "'objection' instead of 'erasure-request', and the objection stands: "
-                   "later recordings of S are deleted as soon as stored, with the same "
-                   "commitment, until 'subject withdraw-objection'")
+                   "later recordings of S (consent, legitimate-interests or public-task "
+                   "purposes) are deleted as soon as allowed, with the same commitment, "
+                   "until 'subject withdraw-objection'")
     r.set_defaults(func=cmd_erase)
 
     w = ssub.add_parser(
-        "withdraw-objection", help="end a standing objection (the person consents again)",
+        "withdraw-objection", help="end a standing objection (the person withdraws it)",
         description="End the standing objection of subject S made by 'subject erase "
         "--objection': later recordings of S are kept under the policy again. Recordings "
         "already objected to still go. Audited. Exit 3 when S has no standing objection.")

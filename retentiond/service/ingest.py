@@ -684,7 +684,7 @@ class Ingestor:
             mirror_hold(app, object_id, on=True)
         if objected:  # the caller's standing objection (``subject erase --objection``)
             logger.warning("%s: its caller objected to being recorded (standing objection): "
-                           "deleted by the next pass", object_id,
+                           "deleted as soon as allowed", object_id,
                            extra={"event": "ingest.standing_objection", "object_id": object_id})
         outcome = "quarantined" if cls.quarantined else "stored"
         label = QUARANTINE if cls.quarantined else cls.purpose

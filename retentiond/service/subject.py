@@ -392,19 +392,23 @@ def export_subject(app: App, subject: str, *, out: Path, actor: str, reason: str
 
 def withdraw_objection(app: App, subject: str, *, reason: str, actor: str,
                        now: datetime) -> str:
-    """End ``subject``'s standing objection (they consent again): later recordings are
-    kept under the policy. Audited first. Returns the objection's request id; raises
-    NotFoundError when there is none. Recordings already objected to still go."""
+    """End ``subject``'s standing objection (the person withdraws it): later recordings
+    are kept under the policy. Audited first. Returns the objection's request id; raises
+    NotFoundError when there is none, or when another one replaced it meanwhile.
+    Recordings already objected to still go."""
     if not actor.strip() or not reason.strip():
         raise UsageError("subject withdraw-objection: --actor and --reason must not be empty")
     pseudonym = subject_pseudonym(app, subject)
     standing = {ref: rid for ref, rid, _ in app.catalog.standing_objections()}
     if pseudonym not in standing:
         raise NotFoundError("no standing objection for this subject")
+    request_id = standing[pseudonym]
     app.audit.append(action="objection-withdrawn", actor=actor, reason=reason, now=now,
-                     details={"subject": pseudonym, "request": standing[pseudonym]})
-    app.catalog.remove_standing_objection(pseudonym)
-    return standing[pseudonym]
+                     details={"subject": pseudonym, "request": request_id})
+    if not app.catalog.remove_standing_objection(pseudonym, request_id):
+        raise NotFoundError(f"standing objection {request_id} was replaced or withdrawn "
+                            "meanwhile; nothing changed (run the command again)")
+    return request_id
 
 
 def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datetime,
@@ -423,11 +427,11 @@ def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datet
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
     commitment = erasure_commitment(salt, subject)
     if objection:  # Art. 21: no further processing, so later recordings of this caller
-        # are not kept either: each is flagged when stored, with this commitment
-        app.audit.append(action="objection", actor=actor, reason=reason, now=now,
-                         details={"subject": pseudonym, "request": request_id,
-                                  "standing": True})
-        app.catalog.add_standing_objection(pseudonym, request_id=request_id, salt=salt,
+        # are not kept either: each is flagged when stored, with this commitment. Before
+        # the query below, so a recording stored meanwhile is either found or flagged.
+        app.audit.append(action="objection-standing", actor=actor, reason=reason, now=now,
+                         details={"subject": pseudonym, "request": request_id})
+        app.catalog.add_standing_objection(pseudonym, request_id=request_id,
                                            commitment=commitment, now=now)
     recs = app.catalog.query(subject_ref=pseudonym, states=list(_OF_SUBJECT))
     if not recs:

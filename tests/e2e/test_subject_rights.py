@@ -253,9 +253,8 @@ def test_an_objection_stands_for_later_recordings_until_withdrawn(short_setup, t
     assert "no standing objection" in p.stderr
 
     audit = _audit(short_setup)
-    standing = [e for e in audit if e["action"] == "objection"]
+    standing = [e for e in audit if e["action"] == "objection-standing"]
     assert [e["details"]["request"] for e in standing] == [receipt["request_id"]]
-    assert standing[0]["details"]["standing"] is True
     withdrawn = [e for e in audit if e["action"] == "objection-withdrawn"]
     assert [(e["actor"], e["reason"]) for e in withdrawn] == [("dpo", "consent 2026-12")]
     _ok(run_cli("audit", "verify", setup=short_setup))
@@ -598,3 +597,29 @@ def test_every_command_closes_its_catalog_before_it_exits(short_setup, tmp_path,
     result = main(args)
     assert result == code  # closing kept the command's own exit code
     assert opened and all(app.catalog._closed for app in opened)
+
+
+def test_a_recording_stored_while_an_objection_is_made_is_not_missed(app, clock,
+                                                                      monkeypatch):
+    """The standing objection is recorded before the subject's recordings are looked up:
+    a recording stored just after the lookup is flagged when stored, and the next pass
+    deletes it with the objection's commitment."""
+    real_query = app.catalog.query
+    stored: list[str] = []
+
+    def query_then_an_ingest(**kwargs: Any) -> Any:
+        found = real_query(**kwargs)
+        if not stored:  # a recording of S completes its ingest just after the lookup
+            stored.append(_ingest_in(app, clock, "mid.wav", purpose="training",
+                                     subject=S_OTHER_SPELLING))
+        return found
+
+    monkeypatch.setattr(app.catalog, "query", query_then_an_ingest)
+    receipt = erase_subject(app, S, reason="OPP-3", actor="dpo", now=clock.now(),
+                            objection=True)
+    assert receipt.deleted == () and receipt.kept == () and stored
+    report = Sweeper(app).sweep(now=clock.now())
+    assert [(i.id, i.outcome, i.rule) for i in report.items] == [
+        (stored[0], "deleted", "objection")]
+    record = json.loads(app.proof_log.entry(0))
+    assert record["subject_commitment"] == receipt.commitment

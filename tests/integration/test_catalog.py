@@ -455,13 +455,12 @@ def test_versions_a_deletion_asks_for_are_kept_until_the_record_names_them(cat):
     assert cat.attempted_versions(["r1"]) == {}
 
 
-def test_a_standing_objection_flags_what_is_stored_after_it_and_keeps_its_salt(cat):
+def test_a_standing_objection_flags_what_is_stored_after_it_and_keeps_no_salt(cat):
     being_ingested = rec("r1", subject_ref="subj-A")
     cat.insert_ingesting(being_ingested, wrapped=KEY, notes_sealed=None)
-    cat.add_standing_objection("subj-A", request_id="req-1", salt=b"s" * 32,
-                               commitment="c" * 64, now=T0)
-    assert cat.erasure_salt("req-1") == b"s" * 32  # kept: the objection refers to it
+    cat.add_standing_objection("subj-A", request_id="req-1", commitment="c" * 64, now=T0)
     assert [(ref, rid) for ref, rid, _ in cat.standing_objections()] == [("subj-A", "req-1")]
+    assert cat.erasure_salt("req-1") is None  # beside the commitment, it would name S
 
     def mark(object_id: str) -> bool:
         return cat.mark_stored(object_id, state=State.ACTIVE, size=1, ciphertext_size=2,
@@ -474,8 +473,17 @@ def test_a_standing_objection_flags_what_is_stored_after_it_and_keeps_its_salt(c
         True, "req-1", "c" * 64)
     cat.insert_ingesting(rec("r2", subject_ref="subj-B"), wrapped=KEY, notes_sealed=None)
     assert mark("r2") is False and cat.get("r2").objection is False
-    assert cat.remove_standing_objection("subj-A") == "req-1"
-    assert cat.remove_standing_objection("subj-A") is None
-    assert cat.erasure_salt("req-1") == b"s" * 32  # r1 still refers to it
-    delete(cat, "r1", at=T0, index=0, reason="objection")
-    assert cat.erasure_salt("req-1") is None  # gone with the last reference
+    # Art. 21 does not reach a legal obligation or a contract: kept under the policy
+    for i, basis in enumerate(("legal-obligation", "contract", "vital-interests")):
+        cat.insert_ingesting(rec(f"o{i}", subject_ref="subj-A", legal_basis=basis),
+                             wrapped=KEY, notes_sealed=None)
+        assert mark(f"o{i}") is False, basis
+    for i, basis in enumerate(("consent", "public-task")):
+        cat.insert_ingesting(rec(f"c{i}", subject_ref="subj-A", legal_basis=basis),
+                             wrapped=KEY, notes_sealed=None)
+        assert mark(f"c{i}") is True, basis
+    # a newer objection replaced it: withdrawing the old one changes nothing
+    cat.add_standing_objection("subj-A", request_id="req-2", commitment="d" * 64, now=T0)
+    assert cat.remove_standing_objection("subj-A", "req-1") is False
+    assert cat.remove_standing_objection("subj-A", "req-2") is True
+    assert cat.standing_objections() == []

@@ -153,6 +153,7 @@ def summary_text(r: Report) -> str:
     lines.append("residency: " + (", ".join(f"{n} {k}(s)" for k, n in sorted(kinds.items()))
                                   if kinds else "not declared"))
     lines.append(f"store findings: {len(r.store_findings)}")
+    lines.append(f"standing objections: {r.standing_objections}")
     if r.warnings:
         lines.append(f"{len(r.warnings)} warning(s), exit code {r.exit_code}:")
         lines += [f"  {w.code} ({w.count}): {w.message}" for w in r.warnings]

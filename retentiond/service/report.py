@@ -363,6 +363,8 @@ class Report:
     store_findings: tuple[StoreFinding, ...]
     warnings: tuple[ReportWarning, ...]
     keys: KeysStatus | None = None
+    # subjects whose objection (GDPR Art. 21) stands for their later recordings
+    standing_objections: int = 0
 
     # -- totals ---------------------------------------------------------------------
 
@@ -423,6 +425,7 @@ class Report:
                 "audit_log_entries": self.audit_log.entries,
                 "audit_log_verified": self.audit_log.verified,
                 "store_findings": len(self.store_findings),
+                "standing_objections": self.standing_objections,
             },
             "purposes": [p.to_json() for p in self.purposes],
             "sampling": {"by_purpose": [s.to_json() for s in self.sampling_by_purpose],
@@ -616,6 +619,7 @@ def assemble_report(
     findings: Iterable[tuple[str, str | None, str, str, datetime, datetime]],
     residency: Iterable[Mapping[str, object]],
     proof_log: ProofLogStatus, audit_log: AuditLogStatus, keys: KeysStatus | None = None,
+    standing_objections: int = 0,
 ) -> Report:
     """The report from plain data (the shapes the catalog methods return)."""
     tally = list(tally)
@@ -640,6 +644,7 @@ def assemble_report(
         deletions=tuple(sorted((DeletionDay(*d) for d in deletions),
                                key=lambda d: (d.day, d.reason, d.purpose))),
         proof_log=proof_log, audit_log=audit_log, keys=keys, store_findings=store_findings,
+        standing_objections=standing_objections,
         warnings=_warnings(purposes=purposes, quarantine=quarantine, notes=notes_findings,
                            findings=store_findings, proof=proof_log, audit=audit_log,
                            undeclared=sum(1 for row in residency_list
@@ -726,4 +731,5 @@ def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Rep
                                    catalog_proofs=0 if last_index is None else last_index + 1,
                                    witness=witness),
         audit_log=audit_log_status(app), keys=keys_status(app),
+        standing_objections=len(catalog.standing_objections()),
     )

@@ -407,6 +407,8 @@ def _cards(r: Report) -> str:
              + ("chain verified" if audit_ok else "CHAIN BROKEN"), "ok" if audit_ok else "bad"),
         card("store-findings", fmt_int(len(r.store_findings)), "store findings",
              "bad" if r.store_findings else ""),
+        card("standing-objections", fmt_int(r.standing_objections),
+             "standing objections (GDPR Art. 21): callers whose later recordings go"),
     )) + "</div>"
 
 

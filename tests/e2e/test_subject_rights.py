@@ -242,8 +242,15 @@ def test_an_objection_stands_for_later_recordings_until_withdrawn(short_setup, t
                                                                 receipt["commitment"])
     assert set(_ls(short_setup)) == {o}  # the erasure request did not stand
 
+    def standing() -> int:  # the DPO's report counts them
+        p = run_cli("audit", "report", "--json", setup=short_setup)
+        assert p.returncode in (0, 1), p.stderr
+        return int(json.loads(p.stdout)["summary"]["standing_objections"])
+
+    assert standing() == 1
     p = _ok(run_cli("subject", "withdraw-objection", S, "--reason", "consent 2026-12",
                     "--actor", "dpo", setup=short_setup))
+    assert standing() == 0
     assert f"standing objection {receipt['request_id']} withdrawn" in p.stdout
     b, _ = _ingest(short_setup, tmp_path, "b.wav", seed=3, purpose="training", subject=S)
     assert json.loads(_ok(run_cli("sweep", "--json", setup=short_setup)).stdout)["items"] == []

@@ -120,10 +120,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     vkey = args.vkey or settings.keys_dir / VERIFIER_KEY_FILE  # type: ignore[union-attr]
     verifier = load_verifier(vkey)
     witness: Path | None = args.witness
-    chosen = witness is not None  # a file the user named: failing to keep it is an error
+    # failing to keep it is an error, except for an auditor's per-user default
+    chosen = witness is not None
     if witness is None and not args.no_witness:
         if settings is not None and args.log is None:
-            witness = settings.state_dir / WITNESS_FILE
+            witness, chosen = settings.state_dir / WITNESS_FILE, True
         else:
             witness = default_witness(verifier)
             if witness is None:

@@ -348,3 +348,24 @@ def test_an_auditor_with_only_the_log_and_key_detects_a_rollback(app, clock, sho
     p = run_cli("proof", "verify", "--log", str(tmp_path / "copy2"), "--vkey", vkey,
                 "--witness", str(blocked / "w"), env=env)  # named by the user: an error
     assert p.returncode == 5 and "cannot record the verified checkpoint" in p.stderr
+
+
+@pytest.mark.parametrize(("use_log", "code"), [(False, 5), (True, 0)])
+def test_a_witness_that_cannot_be_kept(setup_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str], use_log: bool,
+                                       code: int) -> None:
+    """With the config (no --log) the witness is the setup's own state/ file: failing to
+    write it is a storage error (exit 5). An auditor's per-user default only warns."""
+    from retentiond.cli import main, proof_cmd
+    from retentiond.errors import StorageError
+
+    def full_disk(path: Path, data: bytes) -> None:
+        raise StorageError(f"{path}: cannot record the verified checkpoint: No space left")
+
+    monkeypatch.setattr(proof_cmd, "_write_witness", full_disk)
+    monkeypatch.setenv("RETENTIOND_CONFIG", str(setup_dir / "retentiond.yaml"))
+    extra = ["--log", str(setup_dir / "proofs")] if use_log else []
+    assert main(["proof", "verify", *extra]) == code
+    err = capsys.readouterr().err
+    assert "cannot record the verified checkpoint" in err
+    assert ("warning:" in err) is use_log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import stat
 import time
@@ -365,7 +366,15 @@ def test_a_witness_that_cannot_be_kept(setup_dir: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(proof_cmd, "_write_witness", full_disk)
     monkeypatch.setenv("RETENTIOND_CONFIG", str(setup_dir / "retentiond.yaml"))
     extra = ["--log", str(setup_dir / "proofs")] if use_log else []
-    assert main(["proof", "verify", *extra]) == code
+    # main() sets up the command's logging (no propagation): undone after, so the later
+    # tests' caplog still sees retentiond's records
+    logger = logging.getLogger("retentiond")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        assert main(["proof", "verify", *extra]) == code
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
     err = capsys.readouterr().err
     assert "cannot record the verified checkpoint" in err
     assert ("warning:" in err) is use_log

@@ -1048,6 +1048,12 @@ class SQLiteCatalog:
             return db.execute("DELETE FROM standing_objections WHERE subject_ref=? AND "
                               "request_id=?", (subject_ref, request_id)).rowcount == 1
 
+    def standing_objection(self, subject_ref: str) -> str | None:
+        """The request id of the subject's standing objection, None when there is none."""
+        rows = self._query("SELECT request_id FROM standing_objections WHERE subject_ref=?",
+                           (subject_ref,))
+        return str(rows[0][0]) if rows else None
+
     def standing_objections(self) -> list[tuple[str, str, datetime]]:
         """(subject pseudonym, request id, since) of every standing objection."""
         rows = self._query("SELECT subject_ref, request_id, since FROM standing_objections "

@@ -734,20 +734,21 @@ class Ingestor:
                                 mono=mono)
         for relpath, landed in orphans.items():
             path = str(root / relpath)
+            first = self._first_seen(seen[path], landed, mono=mono, now=now)  # the report's
             # a sidecar dropped before its recording is not late: wait as long as a
             # recording waits for its sidecar before deciding it belongs to an old one.
             # This process's own clock decides, never the file's ctime: a file server's
             # clock behind ours would make a new sidecar look old, and its objection
             # would land on an old recording of the same name
             if mono - seen[path] < self.app.settings.sidecar_wait_seconds:
-                unmatched[path] = self._first_seen(seen[path], landed, mono=mono, now=now)
+                unmatched[path] = first
                 continue
             reldir, _, name = relpath[: -len(SIDECAR_SUFFIX)].rpartition("/")
             source = str(root / relpath[: -len(SIDECAR_SUFFIX)])
             recs = self.app.catalog.query(source=source,
                                           states=[State.ACTIVE, State.QUARANTINED])
             if not recs:  # waiting for its recording
-                unmatched[path] = self._first_seen(seen[path], landed, mono=mono, now=now)
+                unmatched[path] = first
                 continue
             rec = recs[-1]
             try:

@@ -399,10 +399,9 @@ def withdraw_objection(app: App, subject: str, *, reason: str, actor: str,
     if not actor.strip() or not reason.strip():
         raise UsageError("subject withdraw-objection: --actor and --reason must not be empty")
     pseudonym = subject_pseudonym(app, subject)
-    standing = {ref: rid for ref, rid, _ in app.catalog.standing_objections()}
-    if pseudonym not in standing:
+    request_id = app.catalog.standing_objection(pseudonym)
+    if request_id is None:
         raise NotFoundError("no standing objection for this subject")
-    request_id = standing[pseudonym]
     app.audit.append(action="objection-withdrawn", actor=actor, reason=reason, now=now,
                      details={"subject": pseudonym, "request": request_id})
     if not app.catalog.remove_standing_objection(pseudonym, request_id):

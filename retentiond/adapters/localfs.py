@@ -12,9 +12,11 @@ import builtins
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import os
 import secrets
+import signal
 import stat
 import sys
 import threading
@@ -529,3 +531,71 @@ def unlink_if_same(name: str, identity: Identity, *, dir_fd: int) -> bool:
     os.unlink(name, dir_fd=dir_fd)
     os.fsync(dir_fd)
     return True
+
+
+# -- is another program still writing an inbox file? -----------------------------------------
+
+# A read lease is broken when another program opens the file for writing, and Linux tells
+# the lease holder with a signal: SIGIO unless F_SETSIG says otherwise, and SIGIO's default
+# action ends the process. SIGURG's default action is to ignore it; retentiond uses it for
+# nothing else (nor does Python), so a lease break can never stop the daemon.
+LEASE_BREAK_SIGNAL = signal.SIGURG
+_NO_LEASE_SUPPORT = {errno.EINVAL, errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
+
+
+def _lease_refusal(e: OSError) -> str:
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return ("retentiond does not own the file and lacks the CAP_LEASE capability "
+                "(see docs/operations.md, \"Files still being written\")")
+    if e.errno in _NO_LEASE_SUPPORT:
+        return "the inbox's file system does not support leases (or fs.leases-enable is 0)"
+    return os.strerror(e.errno or 0)
+
+
+class ReadLease:
+    """A Linux read lease (``fcntl F_SETLEASE``) on an inbox file retentiond has open for
+    reading: the kernel refuses it while any program has the file open for writing, and
+    breaks it when one opens the file for writing later (that program's ``open`` then waits
+    until the lease is released, at most ``/proc/sys/fs/lease-break-time``, 45 s by
+    default). So a recorder that pauses longer than ``ingest.settle_seconds`` with the file
+    still open is seen as writing, and one that opens it again during the ingest is seen
+    too: the plaintext stays in the inbox and is tried again later.
+
+    Leases need the file's owner or ``CAP_LEASE`` and a local file system; where they cannot
+    be taken, ``unavailable`` says why and only the settle time applies (``intact`` is then
+    always true: nothing more can be told)."""
+
+    __slots__ = ("fd", "unavailable", "writer")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.writer = False  # another program had the file open for writing
+        self.unavailable: str | None = None
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETSIG, LEASE_BREAK_SIGNAL)
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                self.writer = True
+            else:
+                self.unavailable = _lease_refusal(e)
+
+    @property
+    def held(self) -> bool:
+        return not self.writer and self.unavailable is None
+
+    def intact(self) -> bool:
+        """No program has opened the file for writing since the lease was taken. Without a
+        lease: false if a writer had it open, else true (the settle time is all there is)."""
+        if not self.held:
+            return not self.writer
+        try:
+            return fcntl.fcntl(self.fd, fcntl.F_GETLEASE) == fcntl.F_RDLCK
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        """Let a waiting writer go now (closing the file releases the lease too)."""
+        if self.held:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)

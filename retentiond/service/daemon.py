@@ -5,7 +5,10 @@ SIGINT) finishes the current file or deletion and exits 0; SIGHUP reloads config
 and policies and swaps them only if they are valid.
 
 Readiness of an inbox file: its size, mtime and sidecar must stay unchanged for
-``ingest.settle_seconds``; then it is ingested at once if its sidecar is there, otherwise
+``ingest.settle_seconds``, and no program may have it open for writing (a Linux read
+lease, ``localfs.ReadLease``, where one can be taken; a file found still open, or opened
+for writing while it is read, waits the settle time again); then it is ingested at once
+if its sidecar is there, otherwise
 once retentiond has seen it for ``ingest.sidecar_wait_seconds`` (a recording without
 sidecar is classified by the policy's rules, or quarantined). A full scan runs at
 start-up (files dropped while the daemon was stopped) and at least every minute;
@@ -106,6 +109,13 @@ class Settler:
 
     def forget(self, ident: str) -> None:
         self._seen.pop(ident, None)
+
+    def restart(self, ident: str, *, mono: float) -> None:
+        """The recording turned out not to be complete (changed while read, or still open
+        for writing): it must stay unchanged for the settle time again before a retry."""
+        seen = self._seen.get(ident)
+        if seen is not None:
+            self._seen[ident] = (seen[0], mono)
 
 
 @dataclass(frozen=True)
@@ -222,10 +232,15 @@ class Daemon:
         for c, outcome in in_order(ready, lambda c: self._ingest_one(c, now=now),
                                    workers=self.app.settings.ingest_workers,
                                    keep_going=keep_going):
-            if outcome.outcome != "changed":
+            if outcome.outcome == "changed":  # changed, or still open for writing: waits
+                self.settler.restart(c.ident, mono=self.app.clock.monotonic())
+            else:
                 self.settler.forget(c.ident)
+                pending.discard(c.ident)
             outcomes.append(outcome)
-            pending.discard(c.ident)
+        if any(o.outcome == "changed" for o in outcomes):  # tried again after settling
+            settle = self.settler.settle
+            next_in = settle if next_in is None else min(next_in, settle)
         if over_budget and len(outcomes) < len(ready):
             next_in = 0.0  # more is ready: come back right after the sweep
         return outcomes, next_in, len(pending)
@@ -272,14 +287,16 @@ class Daemon:
         self.store_error_codes = [] if proof_log_ok else [EXIT_STORAGE]
         if reconcile_safely(app, now=app.clock.now()) is None:
             self.store_error_codes.append(EXIT_STORAGE)
-        outcomes: list[IngestOutcome] = []
+        final: dict[str, IngestOutcome] = {}  # the last outcome of each recording
         pending = 0
         # files still changing after this long are left for the next run (bounded exit)
         deadline = app.clock.monotonic() + app.settings.sidecar_wait_seconds + \
             10 * app.settings.settle_seconds + 5
         while not self._stop:
             batch, next_in, pending = self.ingest_ready(now=app.clock.now())
-            outcomes.extend(batch)
+            for o in batch:  # one still being written, tried again: its latest try counts
+                final.pop(o.source, None)
+                final[o.source] = o
             if not wait or next_in is None or pending == 0:
                 break
             if app.clock.monotonic() > deadline:
@@ -288,7 +305,7 @@ class Daemon:
                 break
             self._pause(min(next_in, MAX_SLEEP_SECONDS) + 0.05)
         report = self.sweeper.sweep(now=app.clock.now())
-        return PassReport(tuple(outcomes), report, pending + self.inbox_errors,
+        return PassReport(tuple(final.values()), report, pending + self.inbox_errors,
                           tuple(self.store_error_codes))
 
     def _pause(self, seconds: float) -> None:

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import io
 import logging
 import os
 import queue
@@ -38,6 +39,7 @@ from typing import BinaryIO, cast
 from retentiond.adapters.localfs import (
     SIDECAR_SUFFIX,
     Identity,
+    ReadLease,
     open_dir_beneath,
     open_regular,
     orphan_sidecars,
@@ -254,6 +256,41 @@ class _BackgroundCloser:
             self._idle.wait_for(lambda: self._pending == 0)
 
 
+class _WriterAppeared(Exception):
+    """Another program opened the inbox file for writing while it was being sealed."""
+
+
+LEASE_CHECK_BYTES = 8 * 1024 * 1024  # how much is read between two looks at the lease
+
+
+class _WatchedReader:
+    """The inbox file as the sealer reads it: every LEASE_CHECK_BYTES, a look at its read
+    lease (one ``fcntl``). A broken lease (a program opened the file for writing) stops
+    the ingest there rather than after sealing the rest, so that program waits less."""
+
+    def __init__(self, fh: io.BufferedIOBase, lease: ReadLease) -> None:
+        self._fh = fh
+        self._lease = lease
+        self._since = 0
+
+    def _count(self, n: int) -> None:
+        self._since += n
+        if self._since >= LEASE_CHECK_BYTES:
+            self._since = 0
+            if not self._lease.intact():
+                raise _WriterAppeared
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self._fh.readinto(buffer) or 0
+        self._count(n)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._count(len(data))
+        return data
+
+
 def read_sidecar(name: str, *, dir_fd: int) -> tuple[Sidecar | None, str | None, Identity | None]:
     """Read and parse ``name``'s sidecar in ``dir_fd`` safely (no symlink, no FIFO, size
     bounded). Returns (sidecar, error message, identity of the file read)."""
@@ -287,6 +324,7 @@ class Ingestor:
         self._unmatched: dict[str, float] = {}
         self._unmatched_reported: set[str] = set()
         self._closer = _BackgroundCloser()
+        self._no_lease_reported: set[str] = set()
         self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
         self._bucket_vault = is_s3(app.settings.vault)
 
@@ -462,6 +500,7 @@ class Ingestor:
                                  exit_code=EXIT_BAD_INPUT)
         fh = os.fdopen(fd, "rb")
         unlinked = False
+        lease: ReadLease | None = None
         try:
             with app.exclusive("ingest", shared=True):
                 try:
@@ -471,6 +510,12 @@ class Ingestor:
                                          message=f"{path}: being ingested elsewhere")
                 if not self._same_file(name, dfd, Identity.of(os.fstat(fh.fileno()))):
                     return IngestOutcome(source, "gone", message=f"{path}: already taken")
+                lease = ReadLease(fh.fileno())
+                if lease.writer:
+                    return IngestOutcome(source, "changed", message=f"{path}: still open for "
+                                         "writing by another program; retried later")
+                if lease.unavailable is not None:
+                    self._report_no_lease(lease.unavailable)
                 if before.st_nlink > 1:
                     logger.warning(
                         "inbox file has %d hard links: only this name is removed after "
@@ -480,9 +525,13 @@ class Ingestor:
                 try:
                     with self._big_one(before.st_size):
                         outcome = self._ingest_open(
-                            fh, path=path, dir_fd=dfd, name=name, relpath=relpath,
+                            fh, lease, path=path, dir_fd=dfd, name=name, relpath=relpath,
                             before=before, overrides=overrides, now=now,
                         )
+                except _WriterAppeared:  # undone by _ingest_stream: nothing was kept
+                    return IngestOutcome(source, "changed", message=f"{path}: opened for "
+                                         "writing by another program while being ingested; "
+                                         "retried later")
                 except RetentiondError as e:
                     app.metrics.errors.labels(stage="ingest").inc()
                     app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()
@@ -491,6 +540,8 @@ class Ingestor:
                                          exit_code=e.exit_code)
                 unlinked = outcome.outcome in ("stored", "quarantined")
         finally:
+            if lease is not None:
+                lease.release()  # a writer waiting in open() goes on now
             if unlinked:  # its last close frees its blocks: off the ingest's path
                 self._closer.close(fh)
             else:
@@ -588,13 +639,31 @@ class Ingestor:
             return False
         return Identity.of(st) == identity
 
+    def _report_no_lease(self, why: str) -> None:
+        """Say once per reason that writers cannot be seen (``ReadLease.unavailable``)."""
+        with self._guard:
+            if why in self._no_lease_reported:
+                return
+            self._no_lease_reported.add(why)
+        logger.warning(
+            "cannot tell whether a program still writes the inbox's files (%s): a file is "
+            "taken as complete once unchanged for ingest.settle_seconds (%g s)", why,
+            self.app.settings.settle_seconds, extra={"event": "ingest.no_lease"})
+
     def _ingest_open(
-        self, fh: BinaryIO, *, path: Path, dir_fd: int, name: str, relpath: str,
+        self, fh: BinaryIO, lease: ReadLease, *, path: Path, dir_fd: int, name: str, relpath: str,
         before: os.stat_result, overrides: Overrides, now: datetime,
     ) -> IngestOutcome:
         sidecar, sidecar_error, sidecar_id = read_sidecar(name, dir_fd=dir_fd)
 
         def remove() -> None:
+            if not lease.intact():  # a writer came between the last check and now
+                logger.warning(
+                    "a program opened a recording for writing just as it was stored: the "
+                    "stored copy is what was read; the file and its sidecar stay in the "
+                    "inbox and are ingested again once complete",
+                    extra={"event": "ingest.source_reopened"})
+                return
             unlink_if_same(name, Identity.of(before), dir_fd=dir_fd)
             if sidecar_id is not None and not unlink_if_same(name + SIDECAR_SUFFIX, sidecar_id,
                                                              dir_fd=dir_fd):
@@ -603,9 +672,12 @@ class Ingestor:
 
         src = Source(source=str(path), relpath=relpath,
                      mtime=datetime.fromtimestamp(before.st_mtime, UTC), size=before.st_size,
-                     unchanged=lambda: self._same_file(name, dir_fd, Identity.of(before)),
+                     unchanged=lambda: lease.intact() and
+                     self._same_file(name, dir_fd, Identity.of(before)),
                      remove=remove)
-        return self._ingest_stream(fh, src, sidecar=sidecar, sidecar_error=sidecar_error,
+        reader = cast(BinaryIO, _WatchedReader(cast(io.BufferedIOBase, fh), lease)) \
+            if lease.held else fh
+        return self._ingest_stream(reader, src, sidecar=sidecar, sidecar_error=sidecar_error,
                                    overrides=overrides, now=now)
 
     def _ingest_stream(

@@ -196,3 +196,33 @@ def test_daemon_works_under_memory_deny_write_execute(short_setup, tmp_path):
     text = log.read_text()
     assert "ingest.stored" in text and code == 0, text
     assert not any(inbox.iterdir())
+
+
+def lease_drop_in() -> list[str]:
+    """The ``[Service]`` lines of the drop-in docs/operations.md gives for leases."""
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    section = doc.split("## Files still being written", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```ini\n(.*?)```", section, re.S)
+    assert block, "no ini block in 'Files still being written'"
+    lines = block.group(1).strip().splitlines()
+    assert lines[0] == "[Service]"
+    return lines[1:]
+
+
+def test_documented_lease_drop_in_verifies_and_keeps_the_sandbox(systemd_analyze, tmp_path):
+    """The drop-in that lets retentiond take leases on recorders' files: systemd accepts
+    the unit with it, and the exposure stays within what the issue allows."""
+    lines = lease_drop_in()
+    assert "AmbientCapabilities=CAP_LEASE" in lines and "PrivateUsers=false" in lines
+    unit = installed_copy(tmp_path)
+    text = unit.read_text()
+    merged = text.replace("\n[Install]", "\n" + "\n".join(lines) + "\n\n[Install]")
+    assert merged != text
+    unit.write_text(merged)
+    p = run_tool(systemd_analyze, "verify", str(unit))
+    assert p.returncode == 0 and "retentiond.service" not in p.stderr, p.stdout + p.stderr
+    p = run_tool(systemd_analyze, "security", "--offline=true", str(unit))
+    m = re.search(r"Overall exposure level for retentiond\.service: (\d+\.\d+)", p.stdout)
+    assert m, p.stdout + p.stderr
+    print(f"exposure with the lease drop-in: {m.group(1)}")
+    assert float(m.group(1)) <= MAX_EXPOSURE, p.stdout

@@ -268,6 +268,23 @@ def require_bucket(client: S3Client, bucket: str,
         raise on_error(e) from e
 
 
+# GetBucketLocation answers in S3's historical naming: no LocationConstraint for
+# us-east-1, "EU" for buckets made in eu-west-1 before it had its name
+_LOCATION_ALIASES = {"": "us-east-1", "EU": "eu-west-1"}
+
+
+def bucket_region(client: S3Client, bucket: str) -> str:
+    """The region the S3 server says ``bucket`` is in (GetBucketLocation), in today's
+    names. Raises a StorageError naming the bucket (access denied, not implemented...)."""
+    try:
+        answer = client.get_bucket_location(Bucket=bucket)
+    except (ClientError, BotoCoreError) as e:
+        raise translate_error(e, where=f"s3://{bucket}: GetBucketLocation", bucket=bucket,
+                              endpoint=client.meta.endpoint_url) from None
+    region = str(answer.get("LocationConstraint") or "")
+    return _LOCATION_ALIASES.get(region, region)
+
+
 # -- a bucket prefix -----------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from retentiond.metrics import (
 from retentiond.service.daemon import Daemon
 from retentiond.service.http import StatusServer
 from retentiond.service.ingest import IngestOutcome
+from retentiond.service.locations import enforce_locations
 from retentiond.service.sdnotify import Notifier
 from retentiond.service.sweep import Sweeper, SweepReport, compute_backlog
 from retentiond.service.wiring import App
@@ -246,6 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {"metrics_addr": args.metrics_addr} if args.metrics_addr else {}
     app = app_from(args, **overrides)
     setup_logging(level=app.settings.log_level, json_lines=not args.once)
+    enforce_locations(app)  # a bucket where no recording may go: stop before storing
     if args.once:
         try:
             return _print_once(Daemon(app))

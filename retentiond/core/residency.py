@@ -490,3 +490,87 @@ def residency_rows(settings: ResidencySource) -> list[dict[str, object]]:
             "inboxes": list(c.inboxes), "default": not c.inboxes,
         })
     return rows
+
+
+# -- what the store says ----------------------------------------------------------------------
+
+
+class LocationStatus(StrEnum):
+    """How a store's own answer to "where is this bucket?" compares with the declaration."""
+
+    CONFIRMED = "confirmed"  # in the declared country
+    DIFFERS = "differs"  # another country, but no transfer the declaration does not cover
+    TRANSFER = "transfer"  # a country whose transfer the declaration does not cover
+    UNKNOWN_REGION = "unknown-region"  # a region name retentiond cannot place
+    UNVERIFIED = "unverified"  # the store did not answer (access denied, not implemented)
+    NOT_CHECKED = "not-checked"  # a folder, or a server on your own network
+
+
+@dataclass(frozen=True)
+class LocationCheck:
+    """The store's answer for one placed store, and what it means."""
+
+    role: str
+    location: str
+    status: LocationStatus
+    answered: str | None  # the region the store gave
+    detail: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.status.value}: {self.detail}"
+
+
+# providers whose GetBucketLocation names the region the bucket really is in (AWS when
+# no endpoint is set): a self-hosted server (MinIO, Ceph RGW), even on a public address,
+# answers whatever name it was configured with (``us-east-1`` is MinIO's default, RGW
+# answers its zonegroup's), which says nothing about where it is
+PROVIDER_DOMAINS = ("amazonaws.com", "amazonaws.com.cn", "scw.cloud", "cloud.ovh.net",
+                    "storage.googleapis.com")
+
+
+def should_ask(placement: Placement, *, s3_endpoint: str | None) -> bool:
+    """Ask the store where it is only for a bucket on AWS (no endpoint set) or on a
+    provider in PROVIDER_DOMAINS, whose region names mean places."""
+    if not placement.location.startswith("s3://"):
+        return False
+    if not s3_endpoint:
+        return True
+    host = (urlparse(s3_endpoint if "://" in s3_endpoint else f"//{s3_endpoint}").hostname
+            or "").lower()
+    return any(host == d or host.endswith("." + d) for d in PROVIDER_DOMAINS)
+
+
+def compare_location(placement: Placement, answered: str) -> LocationCheck:
+    """The store says its bucket is in region ``answered``: the same country as declared
+    (confirmed), another one that needs no transfer safeguard beyond the declared one
+    (differs: the declaration is wrong, nothing unlawful follows), or a country whose
+    transfer the declared safeguard does not cover (transfer: the recordings must not go
+    there). GDPR Art. 44: a transfer needs its chapter V conditions "including for onward
+    transfers"; CNIL on outsourced processing: "la problematique d'un possible flux
+    transfrontiere [...] necessitera aussi une attention toute particuliere"
+    (context/001_aef597fe755596ca.txt)."""
+    p = placement
+    country = country_of(answered)
+    if country is None:
+        return LocationCheck(p.name, p.location, LocationStatus.UNKNOWN_REGION, answered,
+                             f"the store answers region {answered!r}, which retentiond "
+                             "cannot place; declare the store by ISO country code")
+    declared = f"{p.region} ({p.country})" if p.region != p.country else str(p.country)
+    if country == p.country:
+        return LocationCheck(p.name, p.location, LocationStatus.CONFIRMED, answered,
+                             f"the store answers {answered} ({country}), as declared")
+    fix = f"correct {p.declared_by or 'the declaration'}"
+    zone = zone_of(country, p.safeguard)
+    if zone is Zone.THIRD_COUNTRY and (
+            p.safeguard is None or p.safeguard is Safeguard.EU_US_DATA_PRIVACY_FRAMEWORK):
+        covered = f"{p.safeguard.value} does not cover" if p.safeguard else \
+            "no transfer safeguard covers"
+        return LocationCheck(
+            p.name, p.location, LocationStatus.TRANSFER, answered,
+            f"the store answers {answered} ({country}, third country), not {declared} as "
+            f"declared: a transfer outside the EU/EEA that {covered}; move the bucket, or "
+            f"{fix} and name the safeguard (docs/residency.md)")
+    return LocationCheck(p.name, p.location, LocationStatus.DIFFERS, answered,
+                         f"the store answers {answered} ({country}, {zone.value}), not "
+                         f"{declared} as declared; {fix}")

@@ -26,9 +26,10 @@ from retentiond import __version__
 from retentiond.core.decide import Action
 from retentiond.core.model import QUARANTINE, State
 from retentiond.core.policy import Policy
-from retentiond.core.residency import residency_rows
+from retentiond.core.residency import LocationCheck, LocationStatus, residency_rows
 from retentiond.crypto.keys import kek_file_ids
 from retentiond.errors import EXIT_OK, EXIT_WARNINGS, RetentiondError, StorageError
+from retentiond.service.locations import check_locations
 from retentiond.service.prooflog import ProofLog, verify_log
 from retentiond.service.sweep import PlanItem, Sweeper, next_due_date
 from retentiond.service.wiring import App
@@ -564,6 +565,7 @@ def _warnings(
     *, purposes: Sequence[PurposeRow], quarantine: QuarantineSummary,
     notes: Sequence[NotesFinding], findings: Sequence[StoreFinding], proof: ProofLogStatus,
     audit: AuditLogStatus, undeclared: int = 0, keys: KeysStatus | None = None,
+    contradicted: int = 0,
 ) -> tuple[ReportWarning, ...]:
     out: list[ReportWarning] = []
 
@@ -594,6 +596,9 @@ def _warnings(
     add("residency-undeclared", undeclared,
         "stores whose location is not declared (add a 'residency' section to the "
         "configuration: docs/residency.md); transfers outside the EU cannot be ruled out")
+    add("residency-contradicted", contradicted,
+        "stores whose own answer (S3 GetBucketLocation) contradicts the declared location: "
+        "see each store's location check; the residency verdicts rest on the declaration")
     if keys is not None:
         add("keys-missing", keys.missing,
             "data keys are wrapped under a key-encryption key whose file is not in the key "
@@ -649,7 +654,10 @@ def assemble_report(
                            findings=store_findings, proof=proof_log, audit=audit_log,
                            undeclared=sum(1 for row in residency_list
                                           if row.get("kind") == "store"
-                                          and row.get("zone") is None), keys=keys),
+                                          and row.get("zone") is None), keys=keys,
+                           contradicted=sum(1 for row in residency_list
+                                            if str(row.get("location_check", "")).startswith(
+                                                CONTRADICTED))),
     )
 
 
@@ -717,6 +725,23 @@ def keys_status(app: App) -> KeysStatus:
                       retired=tuple(retired), files=tuple(files))
 
 
+# location checks that contradict the declaration (``core.residency.LocationStatus``)
+CONTRADICTED = tuple(f"{s.value}:" for s in (LocationStatus.TRANSFER, LocationStatus.DIFFERS,
+                                             LocationStatus.UNKNOWN_REGION))
+
+
+def _with_location_checks(rows: list[dict[str, object]],
+                          checks: Sequence[LocationCheck]) -> list[dict[str, object]]:
+    """Each store row (in placement order, as ``residency_rows`` gives them) with what its
+    store answered: ``location_check`` is "STATUS: detail" (``LocationStatus``)."""
+    stores = iter(checks)
+    for row in rows:
+        if row.get("kind") == "store":
+            c = next(stores)
+            row["location_check"] = c.summary
+    return rows
+
+
 def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Report:
     """Read everything the report needs from ``app`` at ``now``. ``witness``: the last
     checkpoint ``proof verify`` recorded (checked for consistency, never written)."""
@@ -726,7 +751,7 @@ def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Rep
         now=now, policy=app.policy, plan=Sweeper(app).plan(at=now), counts=catalog.counts(),
         tally=catalog.sampling_tally(), notes=catalog.notes_findings(),
         deletions=catalog.deletions_by_day(), findings=catalog.findings(),
-        residency=residency_rows(app.settings),
+        residency=_with_location_checks(residency_rows(app.settings), check_locations(app)),
         proof_log=proof_log_status(app.proof_log, location=app.settings.proofs,
                                    catalog_proofs=0 if last_index is None else last_index + 1,
                                    witness=witness),

@@ -541,6 +541,29 @@ def unlink_if_same(name: str, identity: Identity, *, dir_fd: int) -> bool:
 # nothing else (nor does Python), so a lease break can never stop the daemon.
 LEASE_BREAK_SIGNAL = signal.SIGURG
 _NO_LEASE_SUPPORT = {errno.EINVAL, errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
+# file systems where a lease says nothing about writers on other machines, and where the
+# client may refuse one with EAGAIN although no program writes (NFSv4 without a
+# delegation, SMB without an oplock): statfs f_type magic numbers (<linux/magic.h>)
+_NETWORK_FILE_SYSTEMS = {
+    0x6969: "NFS", 0xFE534D42: "SMB", 0xFF534D42: "CIFS", 0x517B: "SMB",
+    0x65735546: "FUSE", 0x00C36400: "CephFS", 0x01021997: "9P", 0x5346414F: "AFS",
+    0x6B414653: "AFS", 0x01161970: "GFS2", 0x7461636F: "OCFS2", 0x0BD00BD0: "Lustre",
+}
+_STATFS_SIZE = 120  # struct statfs on 64-bit Linux; f_type is its first field (a long)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def network_file_system(fd: int) -> str | None:
+    """The name of the network (or FUSE) file system ``fd`` is on, else None."""
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    if _libc().fstatfs(fd, buf) != 0:
+        return None
+    f_type = ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+    return _NETWORK_FILE_SYSTEMS.get(f_type)
 
 
 def _lease_refusal(e: OSError) -> str:
@@ -561,9 +584,11 @@ class ReadLease:
     still open is seen as writing, and one that opens it again during the ingest is seen
     too: the plaintext stays in the inbox and is tried again later.
 
-    Leases need the file's owner or ``CAP_LEASE`` and a local file system; where they cannot
-    be taken, ``unavailable`` says why and only the settle time applies (``intact`` is then
-    always true: nothing more can be told)."""
+    Leases need the file's owner or ``CAP_LEASE`` and a local file system (on NFS, SMB or
+    FUSE a lease cannot see writers on other machines, and a client may refuse one with
+    EAGAIN when no program writes); where they cannot be taken, ``unavailable`` says why
+    and only the settle time applies (``intact`` is then always true: nothing more can be
+    told)."""
 
     __slots__ = ("fd", "unavailable", "writer")
 
@@ -571,6 +596,11 @@ class ReadLease:
         self.fd = fd
         self.writer = False  # another program had the file open for writing
         self.unavailable: str | None = None
+        remote = network_file_system(fd)
+        if remote is not None:
+            self.unavailable = (f"the inbox is on {remote}, where a lease cannot see "
+                                "programs writing from other machines")
+            return
         try:
             fcntl.fcntl(fd, fcntl.F_SETSIG, LEASE_BREAK_SIGNAL)
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)

@@ -135,7 +135,8 @@ class Source:
     mtime: datetime
     size: int | None  # expected plaintext size, checked after reading
     unchanged: Callable[[], bool]  # is it still exactly what was read?
-    remove: Callable[[], None]  # remove the plaintext (and its sidecar) once stored
+    remove: Callable[[str], None]  # remove the plaintext (and its sidecar) once stored as
+    # the recording whose id it is given
 
 
 def vault_labels(rec: Recording, *, policy: Policy) -> tuple[dict[str, str], dict[str, str]]:
@@ -325,6 +326,7 @@ class Ingestor:
         self._unmatched_reported: set[str] = set()
         self._closer = _BackgroundCloser()
         self._no_lease_reported: set[str] = set()
+        self._reopened_reported: set[str] = set()
         self._big = threading.BoundedSemaphore(BIG_AT_ONCE)
         self._bucket_vault = is_s3(app.settings.vault)
 
@@ -395,6 +397,17 @@ class Ingestor:
                            extra={"event": "ingest.recover_failed"})
         return repaired
 
+    def _report_reopened(self, object_id: str) -> None:
+        """Recovery found a stored recording's plaintext open for writing (said once)."""
+        with self._guard:
+            if object_id in self._reopened_reported:
+                return
+            self._reopened_reported.add(object_id)
+        logger.warning("the plaintext of stored recording %s is open for writing by another "
+                       "program; left in place and removed once it is closed, if unchanged",
+                       object_id, extra={"event": "ingest.source_reopened",
+                                         "object_id": object_id})
+
     def _remove_stored_plaintext(self, rec: Recording) -> None:
         """After a crash between catalog commit and unlink: remove the plaintext if it is
         the very content that was stored, and its sidecar with it."""
@@ -413,19 +426,27 @@ class Ingestor:
         except OSError:
             self.app.catalog.clear_inbox_pending(rec.id)
             return
+        fh: BinaryIO | None = None
         try:
-            identity, digest = None, None
+            identity, digest, lease = None, None, None
             try:
                 fd, st = open_regular(src.name, dir_fd=dfd)
+                fh = os.fdopen(fd, "rb", buffering=0)
                 identity = Identity.of(st)
-                with os.fdopen(fd, "rb", buffering=0) as fh:
-                    digest = _sha256_stream(cast(BinaryIO, fh))[1]
+                lease = ReadLease(fd)  # as at ingest: never unlink a file being written
+                if lease.writer:
+                    self._report_reopened(rec.id)
+                    return
+                digest = _sha256_stream(fh)[1]
             except (OSError, StorageError):
                 pass
             if digest is not None and digest != rec.plaintext_sha256:
                 logger.warning("a different file now has the name of stored recording %s; "
                                "left for ingest as a new file", rec.id,
                                extra={"event": "ingest.source_changed", "object_id": rec.id})
+            elif lease is not None and not lease.intact():
+                self._report_reopened(rec.id)
+                return
             else:
                 if identity is not None:
                     unlink_if_same(src.name, identity, dir_fd=dfd)
@@ -434,6 +455,8 @@ class Ingestor:
                 if sidecar is not None:  # it held caller data: it goes with its recording
                     unlink_if_same(src.name + SIDECAR_SUFFIX, sidecar[1], dir_fd=dfd)
         finally:
+            if fh is not None:
+                fh.close()  # releases the lease
             os.close(dfd)
         self.app.catalog.clear_inbox_pending(rec.id)
 
@@ -510,12 +533,6 @@ class Ingestor:
                                          message=f"{path}: being ingested elsewhere")
                 if not self._same_file(name, dfd, Identity.of(os.fstat(fh.fileno()))):
                     return IngestOutcome(source, "gone", message=f"{path}: already taken")
-                lease = ReadLease(fh.fileno())
-                if lease.writer:
-                    return IngestOutcome(source, "changed", message=f"{path}: still open for "
-                                         "writing by another program; retried later")
-                if lease.unavailable is not None:
-                    self._report_no_lease(lease.unavailable)
                 if before.st_nlink > 1:
                     logger.warning(
                         "inbox file has %d hard links: only this name is removed after "
@@ -524,6 +541,15 @@ class Ingestor:
                     )
                 try:
                     with self._big_one(before.st_size):
+                        # taken once it is this file's turn: a writer opening it meanwhile
+                        # would otherwise wait (up to 45 s) for an ingest not started yet
+                        lease = ReadLease(fh.fileno())
+                        if lease.writer:
+                            return IngestOutcome(source, "changed", message=f"{path}: still "
+                                                 "open for writing by another program; "
+                                                 "retried later")
+                        if lease.unavailable is not None:
+                            self._report_no_lease(lease.unavailable)
                         outcome = self._ingest_open(
                             fh, lease, path=path, dir_fd=dfd, name=name, relpath=relpath,
                             before=before, overrides=overrides, now=now,
@@ -575,7 +601,7 @@ class Ingestor:
                 sidecar, error, sidecar_pin = self._object_sidecar(
                     inbox, pinned, look=sidecar_listed is not False)
 
-                def remove() -> None:
+                def remove(_: str) -> None:
                     if not inbox.remove(pinned):
                         logger.warning("a stored recording was replaced in its bucket inbox "
                                        "meanwhile; the new object is left for its own ingest",
@@ -656,15 +682,24 @@ class Ingestor:
     ) -> IngestOutcome:
         sidecar, sidecar_error, sidecar_id = read_sidecar(name, dir_fd=dir_fd)
 
-        def remove() -> None:
+        def remove(object_id: str) -> None:
             if not lease.intact():  # a writer came between the last check and now
                 logger.warning(
                     "a program opened a recording for writing just as it was stored: the "
                     "stored copy is what was read; the file and its sidecar stay in the "
-                    "inbox and are ingested again once complete",
-                    extra={"event": "ingest.source_reopened"})
+                    "inbox and are ingested again once complete (a second recording)",
+                    extra={"event": "ingest.source_reopened", "object_id": object_id})
                 return
-            unlink_if_same(name, Identity.of(before), dir_fd=dir_fd)
+            removed = unlink_if_same(name, Identity.of(before), dir_fd=dir_fd)
+            if removed and not lease.intact():
+                # opened in the microseconds between the check above and the unlink: that
+                # program now writes to a file no name leads to; never silent
+                self.app.metrics.errors.labels(stage="ingest").inc()
+                logger.error(
+                    "a program opened a recording for writing as its plaintext was being "
+                    "removed: the stored copy is what was read, and what that program "
+                    "writes now is lost; check the recorder", extra={
+                        "event": "ingest.source_lost", "object_id": object_id})
             if sidecar_id is not None and not unlink_if_same(name + SIDECAR_SUFFIX, sidecar_id,
                                                              dir_fd=dir_fd):
                 logger.warning("the sidecar of a stored recording changed after it was read; "
@@ -747,7 +782,7 @@ class Ingestor:
             self._undo(rec)
             raise
         crashpoint("ingest.after_mark_stored")
-        src.remove()
+        src.remove(object_id)
         crashpoint("ingest.after_unlink")
         app.catalog.clear_inbox_pending(object_id)
         if (rec.subject_ref or rec.case_ref) and app.catalog.is_held(object_id):

@@ -224,7 +224,8 @@ def instrument(app: App, daemon: Daemon) -> Callable[[], str | None]:
         return readiness(daemon.app)
 
     app.metrics.last_reload_success.set(app.clock.now().timestamp())
-    app.metrics.watch_backlog(lambda: compute_backlog(daemon.app, now=daemon.app.clock.now()))
+    app.metrics.watch_backlog(lambda: compute_backlog(daemon.app, now=daemon.app.clock.now()),
+                              monotonic=app.clock.monotonic)
     app.metrics.watch_status(lambda: service_status(daemon.app, ready=ready))
     app.metrics.watch_process()
     return ready

@@ -11,6 +11,7 @@ folder vault, three 8 MiB part buffers for a bucket vault), whatever the recordi
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -85,3 +86,22 @@ def run_all(calls: Sequence[Callable[[], R]], *, threads: int, name: str) -> lis
             for f in futures:
                 f.cancel()
             raise
+
+
+class Progress:
+    """When the daemon's work last moved (``time.monotonic`` seconds): each turn of its
+    loop, each recording it starts, each batch of deletions, every 8 MiB of a recording
+    it reads. systemd's watchdog is fed only while this is recent (``cli.daemon_cmd``),
+    so a daemon stuck anywhere (a hung mount, a deadlock) is restarted, while one busy
+    with a long recording or a large sweep is not. One float written: no lock needed."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last

@@ -9,6 +9,7 @@ key provider errors by wrapping the app's ports; counts reloads and applies a re
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import threading
 from collections.abc import Callable, Collection
@@ -30,7 +31,7 @@ from retentiond.service.daemon import Daemon
 from retentiond.service.http import StatusServer
 from retentiond.service.ingest import IngestOutcome
 from retentiond.service.locations import enforce_locations
-from retentiond.service.sdnotify import Notifier
+from retentiond.service.sdnotify import Notifier, watchdog_period
 from retentiond.service.sweep import Sweeper, SweepReport, compute_backlog
 from retentiond.service.wiring import App
 
@@ -209,6 +210,32 @@ class ServiceDaemon(Daemon):
             self.notifier.stopping()
 
 
+def feed_watchdog(daemon: ServiceDaemon, *, period: float) -> None:
+    """Thread body: systemd's watchdog (``WatchdogSec=``). ``WATCHDOG=1`` every third of
+    ``period`` once the loop runs, but only while the daemon's work moved within
+    ``period`` (``App.progress``: each loop turn, each recording started, each batch of
+    deletions, every 8 MiB read): a daemon stuck anywhere stops feeding it, systemd kills
+    it (SIGABRT: faulthandler prints every thread's stack to the journal first) and
+    restarts it, and the next start finishes the interrupted work."""
+    progress = daemon.app.progress
+    stalled = False
+    while not daemon.stop_requested.wait(period / 3):
+        if not daemon.loop_running.is_set():
+            continue
+        idle = progress.idle_for()
+        if idle < period:
+            daemon.notifier.watchdog()
+            if stalled:
+                logger.warning("the daemon's work moves again after %.0f s", idle,
+                               extra={"event": "daemon.resumed"})
+            stalled = False
+        elif not stalled:
+            stalled = True
+            logger.error("no progress for %.0f s (the watchdog allows %.0f s): systemd will "
+                         "restart the daemon", idle, period,
+                         extra={"event": "daemon.stalled"})
+
+
 def instrument(app: App, daemon: Daemon) -> Callable[[], str | None]:
     """Wrap the app's ports to count their errors and register the scrape-time
     collectors; returns the readiness check (for ``/readyz``)."""
@@ -260,6 +287,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = None
     lifecycle = threading.Thread(target=daemon.lifecycle, kwargs={"ready": ready},
                                  name="retentiond-lifecycle", daemon=True)
+    period = watchdog_period()
+    if period is not None:
+        faulthandler.enable()  # the watchdog's SIGABRT shows where each thread was stuck
+        threading.Thread(target=feed_watchdog, args=(daemon,), kwargs={"period": period},
+                         name="retentiond-watchdog", daemon=True).start()
     try:
         if app.settings.metrics_addr:
             server = StatusServer(app.settings.metrics_addr, registry=app.metrics.registry,

@@ -37,6 +37,7 @@ from retentiond.errors import (
     ConfigError,
     RetentiondError,
 )
+from retentiond.faults import hangpoint
 from retentiond.service.events import (
     EventRouter,
     MinioListener,
@@ -225,6 +226,7 @@ class Daemon:
 
         def keep_going() -> bool:
             nonlocal over_budget
+            self.app.progress.beat()  # a recording starts: the daemon is not stuck
             if budget is not None and self.app.clock.monotonic() - started > budget:
                 over_budget = True
             return not self._stop and not over_budget
@@ -390,6 +392,11 @@ class Daemon:
                                      region=s.s3.get("region"), profile=s.s3.get("profile")))
         return out
 
+    def _beat_then_stop(self) -> bool:
+        """The sweep asks this before each batch of deletions: work moves, stop if asked."""
+        self.app.progress.beat()
+        return self._stop
+
     def next_due_in(self, *, now: datetime) -> float | None:
         due = next_due_date(self.sweeper.iter_plan(at=now))
         return None if due is None else max(0.0, (due - now).total_seconds())
@@ -414,6 +421,7 @@ class Daemon:
             sweep_at = app.clock.monotonic()  # sweep once at start-up
             reconcile_at = app.clock.monotonic()
             while not self._stop:
+                app.progress.beat()
                 self.store_error_codes.clear()  # only run --once reports them as its exit
                 if self._reload:
                     self._reload = False
@@ -423,6 +431,8 @@ class Daemon:
                     self.ingestor.recover()  # cheap when there is nothing to repair
                     batch, next_file_in, _ = self.ingest_ready(
                         now=app.clock.now(), budget=app.settings.sweep_interval_seconds)
+                    if batch:
+                        hangpoint("daemon.after_ingest")
                     if self._stop:
                         break
                     if batch:  # a new recording may be due at once (objection, short policy)
@@ -433,7 +443,7 @@ class Daemon:
                             app.settings.reconcile_interval_seconds
                     if app.clock.monotonic() >= sweep_at:
                         self.sweeper.sweep(now=app.clock.now(),
-                                           should_stop=lambda: self._stop)
+                                           should_stop=self._beat_then_stop)
                         if self._stop:  # the next wake-up walks every live recording
                             break
                         due_in = self.next_due_in(now=app.clock.now())

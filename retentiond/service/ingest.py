@@ -47,6 +47,7 @@ from retentiond.adapters.localfs import (
     unlink_if_same,
 )
 from retentiond.adapters.s3_inbox import Pinned, S3Inbox
+from retentiond.concurrency import Progress
 from retentiond.core.classify import Classification, Overrides, classify
 from retentiond.core.decide import due_date
 from retentiond.core.model import QUARANTINE, Recording, State, case_pseudonym_input
@@ -283,6 +284,39 @@ class _WatchedReader:
 
     def readinto(self, buffer: memoryview) -> int:
         n = self._fh.readinto(buffer) or 0
+        self._count(n)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._count(len(data))
+        return data
+
+
+class _Beating:
+    """A recording's source as the sealer reads it: every LEASE_CHECK_BYTES, tells the
+    daemon's progress (systemd's watchdog) that the ingest moves, however long the
+    recording takes (a 20 GiB video from a slow bucket)."""
+
+    def __init__(self, fh: io.BufferedIOBase, progress: Progress) -> None:
+        self._fh = fh
+        self._progress = progress
+        self._since = 0
+
+    def _count(self, n: int) -> None:
+        self._since += n
+        if self._since >= LEASE_CHECK_BYTES:
+            self._since = 0
+            self._progress.beat()
+
+    def readinto(self, buffer: memoryview) -> int:
+        inner = getattr(self._fh, "readinto", None)
+        if inner is None:  # a source with read() only
+            data = self._fh.read(len(buffer))
+            buffer[:len(data)] = data
+            n = len(data)
+        else:
+            n = inner(buffer) or 0
         self._count(n)
         return n
 
@@ -752,7 +786,8 @@ class Ingestor:
                                   size_hint=None if src.size is None
                                   else ciphertext_size(src.size)) as w:
                 sealed = seal_stream(
-                    fh, w, data_key=data_key, object_id=object_id, purpose=cls.purpose,
+                    cast(BinaryIO, _Beating(cast(io.BufferedIOBase, fh), app.progress)), w,
+                    data_key=data_key, object_id=object_id, purpose=cls.purpose,
                 )
                 crashpoint("ingest.before_vault_commit")
             put = w.result

@@ -85,3 +85,18 @@ class Notifier:
 
     def watchdog(self) -> bool:
         return self.notify(WATCHDOG=1)
+
+
+def watchdog_period(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds within which systemd's watchdog wants ``WATCHDOG=1`` (``WatchdogSec=``: it
+    sets ``$WATCHDOG_USEC``, and ``$WATCHDOG_PID`` to the process it means); None when
+    there is no watchdog for this process."""
+    env = os.environ if environ is None else environ
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = env.get("WATCHDOG_PID")
+    if usec <= 0 or (pid is not None and pid.strip() != str(os.getpid())):
+        return None
+    return usec / 1_000_000

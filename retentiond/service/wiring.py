@@ -30,6 +30,7 @@ from retentiond.adapters.s3_inbox import S3Inbox
 from retentiond.adapters.s3_proofs import S3ProofStore
 from retentiond.adapters.sqlite_catalog import SQLiteCatalog
 from retentiond.clock import Clock, SystemClock
+from retentiond.concurrency import Progress
 from retentiond.core.policy import Policy, load_policy_dir
 from retentiond.crypto.keys import FileKeyProvider
 from retentiond.crypto.signing import NoteSigner, NoteVerifier
@@ -86,6 +87,7 @@ class App:
     metrics: Metrics
     s3_inboxes: tuple[S3Inbox, ...] = ()
     proof_lock: threading.Lock = field(default_factory=threading.Lock)
+    progress: Progress = field(default_factory=Progress)  # fed to systemd's watchdog
 
     @property
     def folder_inboxes(self) -> tuple[Path, ...]:

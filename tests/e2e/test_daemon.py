@@ -447,3 +447,62 @@ def test_sigterm_mid_sweep_leaves_no_half_deletion(short_setup, tmp_path):
     assert {state for _, state, _ in catalog_rows(short_setup)} == {"deleted"}
     p = run_cli("proof", "verify", setup=short_setup)
     assert p.returncode == 0 and "40 entries" in p.stdout, p.stdout + p.stderr
+
+
+def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup, tmp_path):
+    """``WatchdogSec=``: the daemon sends WATCHDOG=1 while its work moves (here: idle
+    turns of its loop), stops once it is stuck (a hang point after an ingest, as a system
+    call on a dead mount), says so in the log, and the SIGABRT systemd then sends prints
+    where every thread was (faulthandler)."""
+    log_path = tmp_path / "daemon.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    notify = NotifyListener()
+    period = 1.5
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retentiond", "run"],
+        env=cli_env(short_setup, NOTIFY_SOCKET=notify.address,
+                    WATCHDOG_USEC=str(int(period * 1_000_000)),
+                    RETENTIOND_HANG_AT="daemon.after_ingest"),
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        notify.wait("READY", timeout=15, proc=proc)
+        notify.wait("WATCHDOG", count=3, timeout=10, proc=proc)  # every period / 3
+        drop(short_setup / "inbox", "a.wav", sidecar={"purpose": "training"})
+        wait_for(lambda: "daemon.stalled" in log_path.read_text(), timeout=30,
+                 what="the stall to be logged", proc=proc)
+        notify.poll()
+        fed = sum(1 for m in notify.messages if "WATCHDOG" in m)
+        time.sleep(2 * period)
+        notify.poll()
+        assert sum(1 for m in notify.messages if "WATCHDOG" in m) == fed  # no longer fed
+        assert proc.poll() is None  # alive but stuck: systemd's watchdog ends it
+        proc.send_signal(signal.SIGABRT)
+        assert proc.wait(timeout=10) == -signal.SIGABRT
+        text = log_path.read_text()
+        assert "Fatal Python error: Aborted" in text and "in hangpoint" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        log.close()
+    assert not (short_setup / "inbox" / "a.wav").exists()  # ingested before the hang
+
+
+def test_no_watchdog_for_another_process(short_setup, tmp_path):
+    """``$WATCHDOG_PID`` naming another process (inherited from a parent): not fed."""
+    notify = NotifyListener()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retentiond", "run"],
+        env=cli_env(short_setup, NOTIFY_SOCKET=notify.address, WATCHDOG_USEC="300000",
+                    WATCHDOG_PID=str(os.getpid())),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        notify.wait("READY", timeout=15, proc=proc)
+        time.sleep(1.0)
+        notify.poll()
+        assert not any("WATCHDOG" in m for m in notify.messages)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        notify.close()

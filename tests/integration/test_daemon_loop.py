@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from retentiond.clock import ManualClock
+from retentiond.concurrency import Progress
 from retentiond.core.model import State
 from retentiond.service.daemon import Daemon
+from retentiond.service.ingest import Ingestor
+from retentiond.service.sdnotify import watchdog_period
 from tests.conftest import logged, make_wav, open_app, write_sidecar
 
 
@@ -327,3 +330,37 @@ def test_a_restarted_daemon_counts_a_sidecar_from_when_it_landed(short_setup, ca
     (message,) = logged(caplog, "ingest.orphan_sidecar")
     assert f"inbox {inbox}: 1 sidecar(s)" in message and "lost" not in message
     assert (inbox / "lost.wav.json").exists()  # left in place
+
+
+def test_a_long_ingest_tells_the_watchdog_it_moves(app, clock):
+    """Every 8 MiB read is a beat of ``App.progress``: a recording that takes longer than
+    WatchdogSec to ingest does not get the daemon restarted."""
+    inbox = Path(app.settings.inbox[0])
+    (inbox / "long.wav").write_bytes(os.urandom(40 * 1024 * 1024))
+    at = clock.now().timestamp()
+    os.utime(inbox / "long.wav", (at, at))  # recorded "now" on the test clock
+    write_sidecar(inbox / "long.wav", purpose="training")
+    beats = []
+
+    class Counting(Progress):
+        def beat(self) -> None:
+            beats.append(1)
+            super().beat()
+
+    app.progress = Counting()
+    outcome = Ingestor(app).ingest(inbox, "long.wav", now=clock.now())
+    assert outcome.outcome == "stored"
+    assert len(beats) >= 5  # 40 MiB / 8 MiB
+
+
+@pytest.mark.parametrize("environ, period", [
+    pytest.param({"WATCHDOG_USEC": "30000000"}, 30.0, id="no-pid"),
+    pytest.param({"WATCHDOG_USEC": "1500000", "WATCHDOG_PID": str(os.getpid())}, 1.5,
+                 id="this-pid"),
+    pytest.param({"WATCHDOG_USEC": "1500000", "WATCHDOG_PID": "1"}, None, id="other-pid"),
+    pytest.param({"WATCHDOG_USEC": "0"}, None, id="zero"),
+    pytest.param({"WATCHDOG_USEC": "soon"}, None, id="not-a-number"),
+    pytest.param({}, None, id="no-watchdog"),
+])
+def test_watchdog_period_from_systemd_environment(environ, period):
+    assert watchdog_period(environ) == period

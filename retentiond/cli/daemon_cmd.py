@@ -210,6 +210,23 @@ class ServiceDaemon(Daemon):
             self.notifier.stopping()
 
 
+# /healthz (Kubernetes' liveness probe) fails once the daemon's work has not moved for
+# this long (under systemd: the watchdog's period): as the unit's WatchdogSec, longer than
+# any step a living but slow store can take (an S3 request with its retries: up to about
+# 6 min by default)
+STALL_SECONDS = 1800.0
+
+
+def liveness(daemon: ServiceDaemon, *, stall_after: float = STALL_SECONDS) -> str | None:
+    """None while the daemon's work moves (or its loop has not started: start-up has its
+    own probe), else why it looks stuck (``/healthz`` answers 503)."""
+    if not daemon.loop_running.is_set():
+        return None
+    idle = daemon.app.progress.idle_for()
+    return None if idle < stall_after else \
+        f"no progress for {idle:.0f} s (limit {stall_after:.0f} s)"
+
+
 def feed_watchdog(daemon: ServiceDaemon, *, period: float) -> None:
     """Thread body: systemd's watchdog (``WatchdogSec=``). ``WATCHDOG=1`` every third of
     ``period`` once the loop runs, but only while the daemon's work moved within
@@ -285,9 +302,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.install_signal_handlers()  # from here on SIGTERM drains instead of killing
     ready = instrument(app, daemon)
     server = None
+    period = watchdog_period()
     lifecycle = threading.Thread(target=daemon.lifecycle, kwargs={"ready": ready},
                                  name="retentiond-lifecycle", daemon=True)
-    period = watchdog_period()
     if period is not None:
         faulthandler.enable()  # the watchdog's SIGABRT shows where each thread was stuck
         threading.Thread(target=feed_watchdog, args=(daemon,), kwargs={"period": period},
@@ -295,7 +312,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if app.settings.metrics_addr:
             server = StatusServer(app.settings.metrics_addr, registry=app.metrics.registry,
-                                  ready=ready)
+                                  ready=ready, alive=lambda: liveness(
+                                      daemon, stall_after=period or STALL_SECONDS))
             server.start()
         lifecycle.start()
         return daemon.run_forever()

@@ -1,6 +1,8 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` on ``--metrics-addr``.
 
-``/healthz`` answers 200 while the process serves requests (liveness); ``/readyz`` 200
+``/healthz`` answers 200 while the process serves requests and ``alive()`` (the daemon's
+work moved recently) says nothing against it, else 503 with the reason (liveness: a
+Kubernetes kubelet restarts a daemon stuck anywhere); ``/readyz`` 200
 when ``ready()`` says the daemon can work, else 503 with the reason (readiness);
 ``/metrics`` the Prometheus text exposition. A failing check or collector gives a
 status code and a log line, never a traceback.
@@ -40,10 +42,11 @@ class StatusServer:
     """A small threaded HTTP server; ``ready()`` returns None when ready, else why not."""
 
     def __init__(
-        self, addr: str, *, registry: CollectorRegistry, ready: Callable[[], str | None]
+        self, addr: str, *, registry: CollectorRegistry, ready: Callable[[], str | None],
+        alive: Callable[[], str | None] = lambda: None,
     ) -> None:
         host, port = parse_addr(addr)
-        registry_, ready_ = registry, ready
+        registry_, ready_, alive_ = registry, ready, alive
 
         class Handler(BaseHTTPRequestHandler):
             def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
@@ -65,7 +68,11 @@ class StatusServer:
                         return
                     self._send(200, body, CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
-                    self._send(200, b"ok\n")
+                    why = alive_()
+                    if why is None:
+                        self._send(200, b"ok\n")
+                    else:
+                        self._send(503, f"stalled: {why}\n".encode())
                 elif path == "/readyz":
                     try:
                         why = ready_()

@@ -452,14 +452,17 @@ def test_sigterm_mid_sweep_leaves_no_half_deletion(short_setup, tmp_path):
 def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup, tmp_path):
     """``WatchdogSec=``: the daemon sends WATCHDOG=1 while its work moves (here: idle
     turns of its loop), stops once it is stuck (a hang point after an ingest, as a system
-    call on a dead mount), says so in the log, and the SIGABRT systemd then sends prints
-    where every thread was (faulthandler)."""
+    call on a dead mount), says so in the log and on /healthz (503: Kubernetes' liveness
+    probe), and the SIGABRT systemd then sends prints where every thread was
+    (faulthandler)."""
     log_path = tmp_path / "daemon.log"
     log = open(log_path, "w")  # noqa: SIM115
     notify = NotifyListener()
     period = 1.5
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retentiond", "run"],
+        [sys.executable, "-m", "retentiond", "run", "--metrics-addr", f"127.0.0.1:{port}"],
         env=cli_env(short_setup, NOTIFY_SOCKET=notify.address,
                     WATCHDOG_USEC=str(int(period * 1_000_000)),
                     RETENTIOND_HANG_AT="daemon.after_ingest"),
@@ -467,6 +470,7 @@ def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup
     try:
         notify.wait("READY", timeout=15, proc=proc)
         notify.wait("WATCHDOG", count=3, timeout=10, proc=proc)  # every period / 3
+        assert http_get(base + "/healthz")[0] == 200
         drop(short_setup / "inbox", "a.wav", sidecar={"purpose": "training"})
         wait_for(lambda: "daemon.stalled" in log_path.read_text(), timeout=30,
                  what="the stall to be logged", proc=proc)
@@ -475,6 +479,8 @@ def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup
         time.sleep(2 * period)
         notify.poll()
         assert sum(1 for m in notify.messages if "WATCHDOG" in m) == fed  # no longer fed
+        status, body = http_get(base + "/healthz")  # Kubernetes' liveness probe too
+        assert status == 503 and "stalled: no progress for" in body
         assert proc.poll() is None  # alive but stuck: systemd's watchdog ends it
         proc.send_signal(signal.SIGABRT)
         assert proc.wait(timeout=10) == -signal.SIGABRT

@@ -74,34 +74,50 @@ class Backlog:
 
 
 T = TypeVar("T")
-# a scrape-time figure that took t seconds is reused for REUSE_FACTOR * t seconds: at most
-# 1 / (REUSE_FACTOR + 1) of a core however often Prometheus scrapes (a catalog whose plan
-# takes 5 ms is recomputed after 0.1 s, one whose plan takes 10 s after 200 s)
+# a scrape-time figure whose computation took c seconds of CPU is reused for REUSE_FACTOR
+# * c seconds, at most REUSE_MAX_SECONDS: about 1 / (REUSE_FACTOR + 1) of a core however
+# often Prometheus scrapes (a plan taking 5 ms of CPU is recomputed after 0.1 s, one
+# taking 10 s after 200 s). CPU, not wall time: waiting for a slow store costs no CPU and
+# must not make figures stale; the cap keeps alerts on them (15 min and more) meaningful.
 REUSE_FACTOR = 20.0
+REUSE_MAX_SECONDS = 300.0
 
 
 class Reused(Generic[T]):
     """``compute()``'s last result, computed again once it is older than REUSE_FACTOR
-    times what computing it took; one computation at a time (a scrape arriving meanwhile
-    waits for it and shares it). A failure is not kept: the next call tries again."""
+    times the CPU computing it took (``cpu_time``, this thread's; at most the time that
+    passed on ``monotonic``), at most
+    REUSE_MAX_SECONDS; one computation at a time (a scrape arriving meanwhile waits for
+    it and shares it). A failure, or a result ``keep`` refuses (one that holds an error
+    marker), is not kept: the next call computes again."""
 
     def __init__(self, compute: Callable[[], T], *,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 cpu_time: Callable[[], float] = time.thread_time,
+                 keep: Callable[[T], bool] = lambda _: True) -> None:
         self._compute = compute
         self._monotonic = monotonic
+        self._cpu_time = cpu_time
+        self._keep = keep
         self._lock = threading.Lock()
         self._value: tuple[T] | None = None  # (the last result,), None before the first
         self._fresh_until = float("-inf")
 
     def __call__(self) -> T:
         with self._lock:
-            started = self._monotonic()
-            if self._value is not None and started < self._fresh_until:
+            if self._value is not None and self._monotonic() < self._fresh_until:
                 return self._value[0]
+            cpu, started = self._cpu_time(), self._monotonic()
             value = self._compute()
             done = self._monotonic()
-            self._value = (value,)
-            self._fresh_until = done + REUSE_FACTOR * (done - started)
+            # CPU spent; never more than the time that passed (a test's clock that does
+            # not move means no reuse at all)
+            spent = min(self._cpu_time() - cpu, done - started)
+            if self._keep(value):
+                self._value = (value,)
+                self._fresh_until = done + min(REUSE_FACTOR * spent, REUSE_MAX_SECONDS)
+            else:
+                self._value = None
             return value
 
 
@@ -330,10 +346,11 @@ class Metrics:
     def watch_backlog(self, compute: Callable[[], Backlog], *,
                       monotonic: Callable[[], float] = time.monotonic) -> None:
         """Export the backlog gauges (overdue, next due...), computed at scrape time from
-        every live recording: reused while younger than ``REUSE_FACTOR`` times what the
-        last computation took (``Reused``), so scrapes cost at most a bounded share of a
-        core however large the catalog."""
-        reused = Reused(compute, monotonic=monotonic)
+        every live recording: reused while younger than ``REUSE_FACTOR`` times the CPU the
+        last computation took (``Reused``; never a result whose proof-log size failed),
+        so scrapes cost at most a bounded share of a core however large the catalog."""
+        reused = Reused(compute, monotonic=monotonic,
+                        keep=lambda b: b.proof_log_entries >= 0)
         self._scrape_time().parts.append(("backlog", lambda: list(_backlog_metrics(reused()))))
 
     def watch_status(self, compute: Callable[[], ServiceStatus]) -> None:

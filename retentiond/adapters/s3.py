@@ -273,16 +273,23 @@ def require_bucket(client: S3Client, bucket: str,
 _LOCATION_ALIASES = {"": "us-east-1", "EU": "eu-west-1"}
 
 
-def bucket_region(client: S3Client, bucket: str) -> str:
-    """The region the S3 server says ``bucket`` is in (GetBucketLocation), in today's
-    names. Raises a StorageError naming the bucket (access denied, not implemented...)."""
+def bucket_region(client: S3Client, bucket: str, *, aws: bool) -> str:
+    """The region the S3 server says ``bucket`` is in (GetBucketLocation): with ``aws``
+    in today's AWS names (an empty answer is us-east-1, "EU" eu-west-1), else as the
+    server gave it (Google's "EU" is a multi-region, not Ireland). Raises a StorageError
+    naming the bucket for any failure (access denied, not implemented, a body that is
+    not S3's XML...)."""
+    where = f"s3://{bucket}: GetBucketLocation"
     try:
         answer = client.get_bucket_location(Bucket=bucket)
     except (ClientError, BotoCoreError) as e:
-        raise translate_error(e, where=f"s3://{bucket}: GetBucketLocation", bucket=bucket,
+        raise translate_error(e, where=where, bucket=bucket,
                               endpoint=client.meta.endpoint_url) from None
+    except Exception as e:  # noqa: BLE001 (botocore parses error bodies itself: ParseError...)
+        raise PermanentStorageError(f"{where}: unexpected answer from "
+                                    f"{client.meta.endpoint_url} ({type(e).__name__})") from None
     region = str(answer.get("LocationConstraint") or "")
-    return _LOCATION_ALIASES.get(region, region)
+    return _LOCATION_ALIASES.get(region, region) if aws else region
 
 
 # -- a bucket prefix -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import resource
 import threading
 from collections.abc import Callable, Collection
 from datetime import datetime
@@ -229,18 +230,20 @@ def liveness(daemon: ServiceDaemon, *, stall_after: float = STALL_SECONDS) -> st
 
 def feed_watchdog(daemon: ServiceDaemon, *, period: float) -> None:
     """Thread body: systemd's watchdog (``WatchdogSec=``). ``WATCHDOG=1`` every third of
-    ``period`` once the loop runs, but only while the daemon's work moved within
-    ``period`` (``App.progress``: each loop turn, each recording started, each batch of
-    deletions, every 8 MiB read): a daemon stuck anywhere stops feeding it, systemd kills
-    it (SIGABRT: faulthandler prints every thread's stack to the journal first) and
-    restarts it, and the next start finishes the interrupted work."""
+    ``period`` once the loop runs, but only while the daemon's work moved within half of
+    it (``App.progress``: each loop turn, recording started, batch of deletions, page of
+    a plan or a listing, 8 MiB read, wait for another process's lock): a daemon stuck
+    anywhere stops feeding it, systemd kills it (SIGABRT: faulthandler prints every
+    thread's stack to the journal first) and restarts it, and the next start finishes
+    the interrupted work."""
     progress = daemon.app.progress
     stalled = False
+    limit = period / 2  # fed while idle for less: systemd kills 1.17 to 1.5 periods idle
     while not daemon.stop_requested.wait(period / 3):
         if not daemon.loop_running.is_set():
             continue
         idle = progress.idle_for()
-        if idle < period:
+        if idle < limit:
             daemon.notifier.watchdog()
             if stalled:
                 logger.warning("the daemon's work moves again after %.0f s", idle,
@@ -248,8 +251,8 @@ def feed_watchdog(daemon: ServiceDaemon, *, period: float) -> None:
             stalled = False
         elif not stalled:
             stalled = True
-            logger.error("no progress for %.0f s (the watchdog allows %.0f s): systemd will "
-                         "restart the daemon", idle, period,
+            logger.error("no progress for %.0f s: the watchdog is no longer fed, systemd "
+                         "restarts the daemon within %.0f s", idle, period,
                          extra={"event": "daemon.stalled"})
 
 
@@ -305,6 +308,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     period = watchdog_period()
     lifecycle = threading.Thread(target=daemon.lifecycle, kwargs={"ready": ready},
                                  name="retentiond-lifecycle", daemon=True)
+    # no core file, ever: it would hold key-encryption keys, data keys and plaintext
+    # buffers (the watchdog's SIGABRT would otherwise make one where cores are kept)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if period is not None:
         faulthandler.enable()  # the watchdog's SIGABRT shows where each thread was stuck
         threading.Thread(target=feed_watchdog, args=(daemon,), kwargs={"period": period},

@@ -529,6 +529,23 @@ PROVIDER_DOMAINS = ("amazonaws.com", "amazonaws.com.cn", "scw.cloud", "cloud.ovh
                     "storage.googleapis.com")
 
 
+def _endpoint_host(s3_endpoint: str) -> str:
+    return (urlparse(s3_endpoint if "://" in s3_endpoint else f"//{s3_endpoint}").hostname
+            or "").lower()
+
+
+def _on(host: str, domain: str) -> bool:
+    return host == domain or host.endswith("." + domain)
+
+
+def is_aws_endpoint(s3_endpoint: str | None) -> bool:
+    """AWS itself: no endpoint set, or an ``amazonaws.com`` one."""
+    if not s3_endpoint:
+        return True
+    host = _endpoint_host(s3_endpoint)
+    return _on(host, "amazonaws.com") or _on(host, "amazonaws.com.cn")
+
+
 def should_ask(placement: Placement, *, s3_endpoint: str | None) -> bool:
     """Ask the store where it is only for a bucket on AWS (no endpoint set) or on a
     provider in PROVIDER_DOMAINS, whose region names mean places."""
@@ -536,9 +553,8 @@ def should_ask(placement: Placement, *, s3_endpoint: str | None) -> bool:
         return False
     if not s3_endpoint:
         return True
-    host = (urlparse(s3_endpoint if "://" in s3_endpoint else f"//{s3_endpoint}").hostname
-            or "").lower()
-    return any(host == d or host.endswith("." + d) for d in PROVIDER_DOMAINS)
+    host = _endpoint_host(s3_endpoint)
+    return any(_on(host, d) for d in PROVIDER_DOMAINS)
 
 
 def compare_location(placement: Placement, answered: str) -> LocationCheck:
@@ -560,7 +576,8 @@ def compare_location(placement: Placement, answered: str) -> LocationCheck:
     if country == p.country:
         return LocationCheck(p.name, p.location, LocationStatus.CONFIRMED, answered,
                              f"the store answers {answered} ({country}), as declared")
-    fix = f"correct {p.declared_by or 'the declaration'}"
+    fix = f"correct {p.declared_by or 'the declaration'}" if p.declared_by != "s3.region" \
+        else f"declare this store's own region in residency.stores.{p.name}.region"
     zone = zone_of(country, p.safeguard)
     if zone is Zone.THIRD_COUNTRY and (
             p.safeguard is None or p.safeguard is Safeguard.EU_US_DATA_PRIVACY_FRAMEWORK):

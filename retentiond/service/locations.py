@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import logging
 
-from retentiond.adapters.s3 import bucket_region, parse_s3_url
+from retentiond.adapters.s3 import S3Client, bucket_region, make_s3_client, parse_s3_url
 from retentiond.core.residency import (
     LocationCheck,
     LocationStatus,
     compare_location,
+    is_aws_endpoint,
     should_ask,
 )
 from retentiond.errors import ConfigError, StorageError
-from retentiond.service.wiring import App, s3_client
+from retentiond.service.wiring import App
+from retentiond.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,20 @@ _WARNING_EVENTS = {
     LocationStatus.UNKNOWN_REGION: "residency.location_unknown",
     LocationStatus.UNVERIFIED: "residency.location_unverified",
 }
+
+
+# one question per bucket at start-up: fail fast (a blackholed endpoint costs at most
+# about 2 x (5 + 10) s per bucket, never the daemon's own 5 attempts of 65 s)
+_ASK_ATTEMPTS, _ASK_CONNECT_TIMEOUT, _ASK_READ_TIMEOUT = 2, 5.0, 10.0
+
+
+def _asking_client(settings: Settings) -> S3Client:
+    s3 = settings.s3
+    return make_s3_client(
+        endpoint_url=s3.get("endpoint_url"), region=s3.get("region"),
+        addressing_style=s3.get("addressing_style", "auto"), profile=s3.get("profile"),
+        max_attempts=_ASK_ATTEMPTS, connect_timeout=_ASK_CONNECT_TIMEOUT,
+        read_timeout=_ASK_READ_TIMEOUT)
 
 
 def check_locations(app: App) -> list[LocationCheck]:
@@ -62,11 +78,15 @@ def check_locations(app: App) -> list[LocationCheck]:
             continue
         bucket = parse_s3_url(p.location)[0]
         if bucket not in asked:
-            client = client or s3_client(settings)
             try:
-                asked[bucket] = bucket_region(client, bucket)
+                client = client or _asking_client(settings)
+                asked[bucket] = bucket_region(client, bucket,
+                                              aws=is_aws_endpoint(endpoint))
             except StorageError as e:
                 asked[bucket] = e
+            except Exception as e:  # noqa: BLE001 (a store's odd answer never stops a start)
+                asked[bucket] = StorageError(f"s3://{bucket}: GetBucketLocation: "
+                                             f"{type(e).__name__}")
         answer = asked[bucket]
         if isinstance(answer, StorageError):
             checks.append(LocationCheck(p.name, p.location, LocationStatus.UNVERIFIED, None,

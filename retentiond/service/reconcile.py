@@ -30,7 +30,7 @@ from datetime import datetime
 
 from retentiond.core.model import State
 from retentiond.errors import NotFoundError, ObjectNotFoundError, StorageError
-from retentiond.ports import DeleteResult
+from retentiond.ports import DeleteResult, ObjectInfo
 from retentiond.service.wiring import App
 
 logger = logging.getLogger(__name__)
@@ -64,10 +64,15 @@ class Reconciler:
         """One comparison of the vault with the catalog. Raises StorageError if the vault
         cannot be listed (nothing is concluded from a failed listing)."""
         app = self.app
-        listed = {info.key: info for info in app.vault.list("v1/")}
+        beat = app.progress.beat  # a listing of millions, or many HEADs: work moves
+        listed: dict[str, ObjectInfo] = {}
+        for item in app.vault.list("v1/"):
+            listed[item.key] = item
+            beat()
         total = len(listed)
         findings: list[Finding] = []
         for rec in app.catalog.query(states=[State.ACTIVE, State.QUARANTINED]):
+            beat()
             info = listed.pop(rec.location, None)
             if info is None:
                 try:  # a listing may lag; a HEAD is authoritative
@@ -81,6 +86,7 @@ class Reconciler:
                                         f"size {info.size}, written {rec.ciphertext_size}"))
         again: dict[str, str] = {}
         for key in listed:
+            beat()
             m = _VAULT_KEY.match(key)
             if m is None:
                 continue  # not ours (the vault prefix may hold other things)

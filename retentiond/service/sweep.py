@@ -155,6 +155,7 @@ class Sweeper:
         while True:
             page, after = self.app.catalog.live_page(LIVE_STATES, after=after,
                                                      limit=PLAN_PAGE)
+            self.app.progress.beat()  # a walk over millions of recordings moves
             for rec in page:
                 if only is None or rec.id in only:
                     yield PlanItem(rec, decide(rec, policy=policy, held=rec.id in held, now=at))

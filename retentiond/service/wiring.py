@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -72,6 +73,9 @@ def load_verifier(path: Path) -> NoteVerifier:
     return NoteVerifier.from_text(text)
 
 
+LOCK_POLL_SECONDS = 0.1  # how often a wait for another process's lock looks again
+
+
 @dataclass
 class App:
     """Everything a command or the daemon needs, built from one Settings."""
@@ -110,10 +114,17 @@ class App:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-            try:
-                fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise BusyError(f"{path}: another retentiond process holds this lock") from None
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not wait:
+                        raise BusyError(f"{path}: another retentiond process holds this "
+                                        "lock") from None
+                # waiting for another process's work (a manual `sweep`): not stuck
+                self.progress.beat()
+                time.sleep(LOCK_POLL_SECONDS)
             yield
         finally:
             os.close(fd)

@@ -458,7 +458,7 @@ def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup
     log_path = tmp_path / "daemon.log"
     log = open(log_path, "w")  # noqa: SIM115
     notify = NotifyListener()
-    period = 1.5
+    period = 6.0  # fed every 2 s while the work moved in the last 3 s (loop turns: 1 s)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -469,18 +469,20 @@ def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup
         stdout=log, stderr=subprocess.STDOUT)
     try:
         notify.wait("READY", timeout=15, proc=proc)
-        notify.wait("WATCHDOG", count=3, timeout=10, proc=proc)  # every period / 3
+        notify.wait("WATCHDOG", count=3, timeout=20, proc=proc)  # every period / 3
         assert http_get(base + "/healthz")[0] == 200
+        assert "daemon.stalled" not in log_path.read_text()  # an idle daemon is not stuck
         drop(short_setup / "inbox", "a.wav", sidecar={"purpose": "training"})
         wait_for(lambda: "daemon.stalled" in log_path.read_text(), timeout=30,
                  what="the stall to be logged", proc=proc)
         notify.poll()
         fed = sum(1 for m in notify.messages if "WATCHDOG" in m)
-        time.sleep(2 * period)
+        time.sleep(period * 2 / 3 + 0.5)  # more than one feeding interval
         notify.poll()
         assert sum(1 for m in notify.messages if "WATCHDOG" in m) == fed  # no longer fed
-        status, body = http_get(base + "/healthz")  # Kubernetes' liveness probe too
-        assert status == 503 and "stalled: no progress for" in body
+        wait_for(lambda: http_get(base + "/healthz")[0] == 503, timeout=10,
+                 what="/healthz to fail (Kubernetes' liveness probe)", proc=proc)
+        assert "stalled: no progress for" in http_get(base + "/healthz")[1]
         assert proc.poll() is None  # alive but stuck: systemd's watchdog ends it
         proc.send_signal(signal.SIGABRT)
         assert proc.wait(timeout=10) == -signal.SIGABRT

@@ -8,20 +8,23 @@ goes to the live server, nothing leaves the machine."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
-from retentiond.adapters.s3 import bucket_region
+from retentiond.adapters.s3 import bucket_region, make_s3_client
 from retentiond.cli import main
-from retentiond.core.residency import LocationStatus
-from retentiond.errors import ConfigError, PermanentStorageError
+from retentiond.core.residency import LocationStatus, country_of
+from retentiond.errors import ConfigError, PermanentStorageError, StorageError
 from retentiond.service.locations import check_locations, enforce_locations
 from retentiond.service.wiring import build_app
 from retentiond.settings import load_settings
@@ -52,20 +55,64 @@ def _create(client: Any, region: str) -> str:
 
 def test_bucket_region_on_moto(moto_s3: S3Server) -> None:
     client = moto_s3.client()
-    assert bucket_region(client, regional_bucket(moto_s3, "eu-west-3")) == "eu-west-3"
-    assert bucket_region(client, regional_bucket(moto_s3, None)) == "us-east-1"
+    paris, default = regional_bucket(moto_s3, "eu-west-3"), regional_bucket(moto_s3, None)
+    assert bucket_region(client, paris, aws=True) == "eu-west-3"
+    assert bucket_region(client, default, aws=True) == "us-east-1"  # no LocationConstraint
+    assert bucket_region(client, default, aws=False) == ""  # another provider: as given
     with pytest.raises(PermanentStorageError, match="does not exist"):
-        bucket_region(client, "rt-no-such-bucket")
+        bucket_region(client, "rt-no-such-bucket", aws=True)
 
 
 def test_bucket_region_on_ceph_rgw(ceph_rgw) -> None:
-    """RGW answers its zonegroup's name, which is not a cloud region: the check reports
-    it as a region retentiond cannot place (a real server's answer, not a guess)."""
+    """A self-hosted server answers its own configuration (RGW: its zonegroup's name, or
+    nothing), taken as is: which is why such servers are not asked at start-up."""
     client = ceph_rgw.client()
-    name = ceph_rgw.bucket()
-    raw = client.get_bucket_location(Bucket=name).get("LocationConstraint") or ""
-    answered = bucket_region(client, name)
-    assert answered == (raw or "us-east-1")
+    answered = bucket_region(client, ceph_rgw.bucket(), aws=False)
+    assert country_of(answered or "us-east-1") in (None, "US")  # a name, not a place
+
+
+@contextmanager
+def answering(status: int, body: bytes) -> Iterator[Any]:
+    """A client on a local HTTP server that answers every GET with ``status`` and
+    ``body`` (what a proxy, a broken server or an old AWS bucket says)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with dummy_aws_env():
+            yield make_s3_client(endpoint_url=f"http://127.0.0.1:{server.server_port}",
+                                 region="eu-west-1", addressing_style="path", max_attempts=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_answer_that_is_not_s3_xml_is_a_storage_error() -> None:
+    """An empty body: a StorageError naming the bucket, never a parser's exception (it
+    would stop `run` and `audit report`)."""
+    for status in (503, 404, 200):
+        with answering(status, b"") as client, \
+                pytest.raises(StorageError, match="s3://calls: GetBucketLocation"):
+            bucket_region(client, "calls", aws=True)
+
+
+def test_eu_means_ireland_only_on_aws() -> None:
+    """AWS answers "EU" for buckets made in eu-west-1 before it had that name; Google's
+    "EU" is a multi-region: taken as given, so it is not placed in Ireland."""
+    xml = (b'<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint '
+           b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">EU</LocationConstraint>')
+    with answering(200, xml) as client:
+        assert bucket_region(client, "old-eu", aws=True) == "eu-west-1"
+        assert bucket_region(client, "old-eu", aws=False) == "EU"
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_sandbox_directives():
         "ProtectHome": "true", "PrivateDevices": "true", "MemoryDenyWriteExecute": "true",
         "RestrictSUIDSGID": "true", "LockPersonality": "true", "UMask": "0077",
         "StateDirectory": "retentiond", "StateDirectoryMode": "0700", "KillSignal": "SIGTERM",
-        "WatchdogSec": "30min",
+        "WatchdogSec": "30min", "LimitCORE": "0",
     }
     for key, value in expected.items():
         assert single.get(key) == value, (key, single.get(key))

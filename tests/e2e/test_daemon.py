@@ -484,6 +484,9 @@ def test_systemd_watchdog_is_fed_while_work_moves_and_not_when_stuck(short_setup
                  what="/healthz to fail (Kubernetes' liveness probe)", proc=proc)
         assert "stalled: no progress for" in http_get(base + "/healthz")[1]
         assert proc.poll() is None  # alive but stuck: systemd's watchdog ends it
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        core = next(line for line in limits.splitlines() if line.startswith("Max core"))
+        assert core.split()[4:6] == ["0", "0"]  # "Max core file size 0 0 bytes": never a core
         proc.send_signal(signal.SIGABRT)
         assert proc.wait(timeout=10) == -signal.SIGABRT
         text = log_path.read_text()

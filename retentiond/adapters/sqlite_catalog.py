@@ -1013,15 +1013,20 @@ class SQLiteCatalog:
                         commitment: str, now: datetime, objection: bool = False) -> set[str]:
         """Record a subject's erasure request (or objection) on the live recordings
         ``ids`` with the request's salt and commitment (one transaction); returns the ids
-        it applied to."""
+        it applied to. A recording already under an earlier request keeps that request
+        and its commitment (an objection still applies to it)."""
         applied: set[str] = set()
         with self._tx(erases=True) as db:
             db.execute("INSERT OR IGNORE INTO erasure_requests(id, salt, requested_at) "
                        "VALUES(?, ?, ?)", (request_id, salt, _ts(now)))
             for object_id in ids:
+                # an earlier request's commitment stands: its receipt was handed over
+                # and promised that commitment in the proof (the later receipt says so)
                 cur = db.execute(
                     "UPDATE recordings SET erasure_at=COALESCE(erasure_at, ?), "
-                    "objection=MAX(objection, ?), erasure_commitment=?, erasure_request=? "
+                    "objection=MAX(objection, ?), "
+                    "erasure_commitment=COALESCE(erasure_commitment, ?), "
+                    "erasure_request=COALESCE(erasure_request, ?) "
                     "WHERE id=? AND state IN (?, ?)",
                     (_ts(now), int(objection), commitment, request_id, object_id,
                      State.ACTIVE.value, State.QUARANTINED.value))

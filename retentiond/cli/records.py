@@ -154,6 +154,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
           r["delete_after"] or "-", "yes" if r["hold"] else "no", r["state"]] for r in rows],
         ["ID", "PURPOSE", "LEGAL BASIS", "RECORDED AT", "DELETE AFTER", "HOLD", "STATE"],
     ))
+    quarantined = [r for r in rows if r["quarantine_reason"]]
+    if quarantined:  # the reason each stays in quarantine (README: "listed with the reason")
+        print("\nquarantined:")
+        for r in quarantined:
+            print(f"  {r['id']}  {r['quarantine_reason']}")
     return 0
 
 

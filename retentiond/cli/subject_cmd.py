@@ -148,9 +148,11 @@ def receipt_json(receipt: ErasureReceipt) -> dict[str, Any]:
         "standing_objection": receipt.objection,
         "complete": receipt.complete,
         "deleted": [{"id": d.id, "purpose": d.purpose, "reason": d.reason,
-                     "proof_index": d.proof_index} for d in receipt.deleted],
+                     "proof_index": d.proof_index, "commitment_of_request": d.request}
+                    for d in receipt.deleted],
         "kept": [{"id": k.id, "purpose": k.purpose, "stays_because": k.stays_because,
-                  "until": iso(k.until), "held": k.held, "why": k.why}
+                  "until": iso(k.until), "held": k.held, "why": k.why,
+                  "commitment_of_request": k.request}
                  for k in receipt.kept],
         "proof_error": receipt.proof_error,
     }
@@ -165,6 +167,14 @@ def _until(stays_because: str, until: str | None) -> str:
     if stays_because in ("blocked-by-lock", "deletion-failed", "deletion-pending"):
         return "retried at every pass"
     return "until the policy says what to do"
+
+
+def _earlier(receipt: ErasureReceipt, request: str) -> str:
+    """A note for a recording already under an earlier request: that request's commitment
+    (on the receipt handed over then) is the one its proof carries."""
+    if request in ("", receipt.request_id):
+        return ""
+    return f"  [already under request {request}: its proof carries that request's commitment]"
 
 
 def print_receipt(receipt: ErasureReceipt) -> None:
@@ -191,15 +201,18 @@ def print_receipt(receipt: ErasureReceipt) -> None:
     for d in receipt.deleted:
         proof = f"proof #{d.proof_index}" if d.proof_index is not None else \
             "proof pending (appended at the next pass)"
-        print(f"  {d.id}  {d.purpose}  {d.reason}  {proof}")
+        print(f"  {d.id}  {d.purpose}  {d.reason}  {proof}{_earlier(receipt, d.request)}")
     if receipt.kept:
         print(f"kept for now ({len(receipt.kept)}); each goes as soon as allowed, with the "
               "same commitment in its proof:")
         for k in receipt.kept:
             print(f"  {k.id}  {k.purpose}  {k.stays_because}  "
-                  f"{_until(k.stays_because, iso(k.until))}  ({k.why})")
+                  f"{_until(k.stays_because, iso(k.until))}  ({k.why})"
+                  f"{_earlier(receipt, k.request)}")
+    requests = {d.request for d in receipt.deleted} | {k.request for k in receipt.kept}
     print("check: retentiond proof show ID shows subject_commitment equal to the "
-          "commitment above")
+          "commitment above" + (" (or, where noted, to the earlier request's)"
+                                if requests - {"", receipt.request_id} else ""))
     if receipt.objection:
         print("the objection stands: later recordings of this subject are deleted as soon "
               "as stored, with the same commitment (subject withdraw-objection ends it)")

@@ -580,8 +580,8 @@ class Ingestor:
                         lease = ReadLease(fh.fileno())
                         if lease.writer:
                             return IngestOutcome(source, "changed", message=f"{path}: still "
-                                                 "open for writing by another program; "
-                                                 "retried later")
+                                                 "open for writing by another program; left "
+                                                 "in place until it is closed")
                         if lease.unavailable is not None:
                             self._report_no_lease(lease.unavailable)
                         outcome = self._ingest_open(
@@ -591,7 +591,7 @@ class Ingestor:
                 except _WriterAppeared:  # undone by _ingest_stream: nothing was kept
                     return IngestOutcome(source, "changed", message=f"{path}: opened for "
                                          "writing by another program while being ingested; "
-                                         "retried later")
+                                         "left in place")
                 except RetentiondError as e:
                     app.metrics.errors.labels(stage="ingest").inc()
                     app.metrics.ingested.labels(purpose="unknown", outcome="failed").inc()

@@ -22,6 +22,7 @@ subject (its catalog row keeps no subject reference), so neither command lists i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -199,6 +200,7 @@ class ErasedRecording:
     purpose: str
     reason: str
     proof_index: int | None
+    request: str = ""  # the request whose commitment its proof carries (an earlier one?)
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ class KeptRecording:
     until: datetime | None
     held: bool
     why: str
+    request: str = ""  # the request whose commitment its proof will carry
 
 
 @dataclass(frozen=True)
@@ -451,6 +454,9 @@ def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datet
                                 request_id=request_id, salt=salt, commitment=commitment,
                                 now=now, objection=objection)
     ids = [r.id for r in recs]
+    # which request's commitment each proof carries: an earlier one's, where it stands
+    # (read now: a deletion wipes it from the row)
+    covered = {i: app.catalog.get(i).erasure_request or request_id for i in ids}
     sweeper = Sweeper(app)
     outcomes: dict[str, SweepItem] = {}
     proof_error: str | None = None
@@ -468,14 +474,15 @@ def erase_subject(app: App, subject: str, *, reason: str, actor: str, now: datet
         rec = app.catalog.get(object_id)
         if rec.state is State.DELETED or object_id in unproven:
             deleted.append(ErasedRecording(rec.id, rec.purpose, rec.delete_reason or "",
-                                           rec.proof_index))
+                                           rec.proof_index, covered[rec.id]))
         else:
             remaining.append(object_id)
     held_ids = app.catalog.held_ids()
     for item in sweeper.plan(at=now, only=remaining):
         rec = item.recording
-        kept.append(kept_entry(rec, item.decision, held=rec.id in held_ids,
-                               outcome=outcomes.get(rec.id), now=now))
+        kept.append(dataclasses.replace(
+            kept_entry(rec, item.decision, held=rec.id in held_ids,
+                       outcome=outcomes.get(rec.id), now=now), request=covered[rec.id]))
     receipt = ErasureReceipt(request_id, now, objection, salt.hex(), commitment,
                              tuple(deleted), tuple(kept), proof_error)
     logger.info("erasure request %s: %d deleted, %d kept", request_id, len(deleted),

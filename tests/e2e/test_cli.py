@@ -171,6 +171,8 @@ def test_malformed_sidecar_through_cli_quarantines_with_warning(short_setup, tmp
     assert "m.wav  (sidecar:2: malformed JSON" in p.stdout
     rows = json.loads(run_cli("ls", "--json", setup=short_setup).stdout)
     assert rows[0]["state"] == "quarantined"
+    table = run_cli("ls", setup=short_setup).stdout  # the reason, in the human table too
+    assert f"quarantined:\n  {rows[0]['id']}  sidecar:2: malformed JSON" in table
 
 
 def test_hold_cli_blocks_sweep(short_setup, tmp_path):

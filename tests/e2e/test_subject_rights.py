@@ -630,3 +630,30 @@ def test_a_recording_stored_while_an_objection_is_made_is_not_missed(app, clock,
         (stored[0], "deleted", "objection")]
     record = json.loads(app.proof_log.entry(0))
     assert record["subject_commitment"] == receipt.commitment
+
+
+def test_a_second_request_keeps_the_first_receipts_commitment(app, clock, capsys):
+    """Erasure asked while the recording is held, then asked again: the first receipt,
+    already handed to the person, promised its commitment in the proof, so the
+    recording keeps it; the second receipt says so. (A new user found the second
+    request's commitment replacing the first: the first receipt could never be checked.)"""
+    from retentiond.cli.subject_cmd import print_receipt, receipt_json
+    from retentiond.service.holds import add_holds, remove_holds
+    r = _ingest_in(app, clock, "r.wav", purpose="quality", subject=S)
+    add_holds(app, [r], reason="litigation 12", actor="legal", now=clock.now())
+    first = erase_subject(app, S, reason="DSAR 1", actor="dpo", now=clock.now())
+    assert [k.id for k in first.kept] == [r] and first.kept[0].request == first.request_id
+    clock.advance(timedelta(minutes=5))
+    second = erase_subject(app, S, reason="DSAR 2", actor="dpo", now=clock.now())
+    assert second.commitment != first.commitment
+    assert [(k.id, k.request) for k in second.kept] == [(r, first.request_id)]
+    assert receipt_json(second)["kept"][0]["commitment_of_request"] == first.request_id
+    print_receipt(second)
+    assert f"already under request {first.request_id}" in capsys.readouterr().out
+    # the first request's salt stays while a recording carries its commitment
+    assert app.catalog.erasure_salt(first.request_id) == bytes.fromhex(first.salt_hex)
+    remove_holds(app, r, reason="settled", actor="legal", now=clock.now())
+    report = Sweeper(app).sweep(now=clock.now())
+    assert [(i.id, i.outcome) for i in report.items] == [(r, "deleted")]
+    record = json.loads(app.proof_log.entry(report.items[0].proof_index))
+    assert record["subject_commitment"] == first.commitment

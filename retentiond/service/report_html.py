@@ -6,7 +6,7 @@ offline and can be archived or mailed as one file. A Content-Security-Policy met
 forbids scripts and every external load, as a second line of defence: every text that
 comes from data (purpose names, ids, agents, reasons, paths) goes through ``html.escape``.
 
-Each section ends with the rule it serves, quoted from the CNIL texts in ``context/``.
+Each section ends with the rule it serves, quoted from the texts of ``core.sources``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from retentiond.core.sources import cite
 from retentiond.service.report import (
     DeletionDay,
     PurposeRow,
@@ -43,54 +44,56 @@ REASON_COLOURS = {
 }
 EXTRA_COLOURS = ("#59a14f", "#edc948", "#9c755f", "#ff9da7", "#bab0ac")
 
-# CNIL rules each section serves: (quote, source). Quotes are verbatim from context/.
+# CNIL rules each section serves: (quote, source). Quotes are verbatim from the texts of
+# core/sources.py (docs/sources.md), cited by author, title and date.
 CITE_RETENTION = (
     "La Cnil préconise la conservation des enregistrements 6 mois, 5 ans dans le cas d’une "
-    "preuve bancaire.", "context/003_fac5e16efc5eae4d.txt")
+    "preuve bancaire.", cite("003_fac5e16efc5eae4d.txt"))
 CITE_LIMITED = (
     "De plus, les enregistrements doivent être conservés pour une période limitée.",
-    "context/000_822542ba0a462e32.txt (CNIL, 12 novembre 2009)")
+    cite("000_822542ba0a462e32.txt"))
 CITE_MINIMUM = (
     "Cela exige, notamment, de garantir que la durée de conservation des données soit "
-    "limitée au strict minimum.", "context/002_4fefc22a382397cf.txt (considérant 39 du RGPD)")
+    "limitée au strict minimum.",
+    cite("002_4fefc22a382397cf.txt", "citant le considérant 39 du RGPD"))
 CITE_SAMPLING = (
     "Être ponctuels, cela signifie que le recours à ces procédés ne peut être ni "
-    "automatique ni systématique.", "context/002_4fefc22a382397cf.txt")
+    "automatique ni systématique.", cite("002_4fefc22a382397cf.txt"))
 CITE_SAMPLING_30 = (
     "En accord avec les exigences de la Cnil, Webhelp enregistre par défaut 30% des "
-    "conversations", "context/003_fac5e16efc5eae4d.txt")
+    "conversations", cite("003_fac5e16efc5eae4d.txt"))
 CITE_MEDIA = (
     "le couplage des enregistrements téléphoniques avec l’image (capture d’écran ou vidéo) "
     "des actions de l’employé est disproportionné lorsqu’il est utilisé pour d’autres "
-    "finalités que la formation", "context/002_4fefc22a382397cf.txt")
+    "finalités que la formation", cite("002_4fefc22a382397cf.txt"))
 CITE_PURPOSE = (
     "il doit répondre à des besoins préalablement définis (formation ou évaluation des "
-    "personnes par exemple)", "context/000_822542ba0a462e32.txt")
+    "personnes par exemple)", cite("000_822542ba0a462e32.txt"))
 CITE_NOTES = (
     "Vos agents doivent rédiger les commentaires clients en toute objectivité, sans propos "
-    "excessifs ou insultants.", "context/004_d3ec3d87acc4f880.txt")
+    "excessifs ou insultants.", cite("004_d3ec3d87acc4f880.txt"))
 CITE_SENSITIVE = (
     "Il s’agit par exemple des informations relatives à la santé, aux opinions politiques, "
     "à la vie sexuelle, aux infractions ou condamnations des clients.",
-    "context/004_d3ec3d87acc4f880.txt")
+    cite("004_d3ec3d87acc4f880.txt"))
 CITE_RESIDENCY = (
     "Si par ailleurs, l’infogérant n’est pas situé sur le territoire national ou sur celui "
     "de l’Union européenne, la problématique d’un possible flux transfrontière de données "
     "à caractère personnel, nécessitera aussi une attention toute particulière.",
-    "context/001_aef597fe755596ca.txt")
+    cite("001_aef597fe755596ca.txt"))
 CITE_PROCESSOR = (
     "le sous-traitant doit présenter des garanties suffisantes pour assurer la "
-    "confidentialité des données auxquels il accède", "context/000_822542ba0a462e32.txt")
+    "confidentialité des données auxquels il accède", cite("000_822542ba0a462e32.txt"))
 CITE_SECURITY = (
     "vérifier que l’infogérant présente les garanties suffisantes pour assurer la mise en "
     "œuvre des mesures de sécurité et de confidentialité nécessaires à la préservation des "
-    "données collectées", "context/001_aef597fe755596ca.txt")
+    "données collectées", cite("001_aef597fe755596ca.txt"))
 CITE_TRACE = (
     "qui a eu accès à quoi, qui a modifié quoi, quand etc.",
-    "context/000_822542ba0a462e32.txt")
+    cite("000_822542ba0a462e32.txt"))
 CITE_OBJECTION = (
     "l’enregistrement peut être accessible aux consommateurs et aux conseillers qui le "
-    "demandent et refusé par le client s’il le souhaite.", "context/003_fac5e16efc5eae4d.txt")
+    "demandent et refusé par le client s’il le souhaite.", cite("003_fac5e16efc5eae4d.txt"))
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5b6475; --line:#d9dde5; --bg:#f6f7f9; --ok:#1e7a3c;
@@ -793,6 +796,6 @@ def render_html(report: Report) -> str:
         "</main>"
         "<footer>Made by <code>retentiond audit report</code>. The machine-readable form of "
         "the same figures: <code>retentiond audit report --json</code>. Sources of the "
-        "quoted rules: the CNIL texts kept with retentiond's specification "
-        "(<code>context/</code>).</footer></body></html>\n"
+        "quoted rules: named under each quote; what each supports: retentiond's "
+        "<code>docs/sources.md</code>.</footer></body></html>\n"
     )

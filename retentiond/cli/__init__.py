@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import traceback
 from collections.abc import Sequence
@@ -92,4 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
+    # no core file from any command: it would hold key-encryption keys, data keys and
+    # plaintext (a `get`, an ingest, the daemon killed by systemd's watchdog with SIGABRT)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     sys.exit(main())

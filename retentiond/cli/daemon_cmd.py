@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
-import resource
 import threading
 from collections.abc import Callable, Collection
 from datetime import datetime
@@ -295,12 +294,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {"metrics_addr": args.metrics_addr} if args.metrics_addr else {}
     app = app_from(args, **overrides)
     setup_logging(level=app.settings.log_level, json_lines=not args.once)
-    enforce_locations(app)  # a bucket where no recording may go: stop before storing
     if args.once:
         try:
+            enforce_locations(app)  # a bucket where no recording may go: stop before storing
             return _print_once(Daemon(app))
         finally:
             app.close()
+    try:
+        # one daemon per setup: a second one stops here (exit 10), before it listens on
+        # anything or asks the stores anything
+        with app.exclusive("daemon", wait=False):
+            enforce_locations(app)
+            return _serve(app)
+    finally:
+        app.close()
+
+
+def _serve(app: App) -> int:
+    """The daemon with its HTTP endpoints, systemd notifications and watchdog; the
+    caller holds the daemon lock."""
     daemon = ServiceDaemon(app, notifier=Notifier())
     daemon.install_signal_handlers()  # from here on SIGTERM drains instead of killing
     ready = instrument(app, daemon)
@@ -308,9 +320,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     period = watchdog_period()
     lifecycle = threading.Thread(target=daemon.lifecycle, kwargs={"ready": ready},
                                  name="retentiond-lifecycle", daemon=True)
-    # no core file, ever: it would hold key-encryption keys, data keys and plaintext
-    # buffers (the watchdog's SIGABRT would otherwise make one where cores are kept)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if period is not None:
         faulthandler.enable()  # the watchdog's SIGABRT shows where each thread was stuck
         threading.Thread(target=feed_watchdog, args=(daemon,), kwargs={"period": period},
@@ -322,11 +331,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                       daemon, stall_after=period or STALL_SECONDS))
             server.start()
         lifecycle.start()
-        return daemon.run_forever()
+        return daemon.run_forever(locked=True)
     finally:
         daemon.stop_requested.set()
         if lifecycle.is_alive():
             lifecycle.join(timeout=2.0)
         if server is not None:
             server.stop()
-        app.close()

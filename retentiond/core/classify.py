@@ -122,8 +122,10 @@ def classify(
         elif purpose_name is None:
             reason = "no purpose: no sidecar purpose and no classify rule matched"
         elif purpose_name not in policy.purposes:
+            at = sc.purpose_at if declared == sc.purpose and not overrides.purpose else None
             reason = (
-                f"unknown purpose {purpose_name!r} (policy {policy.name} defines: "
+                (f"{at}: " if at else "")
+                + f"unknown purpose {purpose_name!r} (policy {policy.name} defines: "
                 f"{', '.join(sorted(policy.purposes))})"
             )
         else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 
@@ -44,6 +44,9 @@ class Sidecar:
     # the case (dispute, complaint, litigation) the call belongs to: a hold by case keeps
     # every recording of the case; stored only as a keyed pseudonym, like the subject
     case_id: str | None = None
+    # where ``purpose`` was given ("sidecar:3: purpose", or the metadata key), for the
+    # quarantine reason when the policy does not know it
+    purpose_at: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # subject and notes are personal data: never in logs
         return (
@@ -174,4 +177,6 @@ def _validated(obj: Mapping[str, object], place: Callable[[str], str], *,
                 f"{where}: unknown media {value!r} (one of {', '.join(sorted(MEDIA))})"
             )
         values[key] = value.strip() if key != "notes" else value
+        if key == "purpose":
+            values["purpose_at"] = where
     return Sidecar(**values)  # type: ignore[arg-type]

@@ -401,8 +401,11 @@ class Daemon:
         due = next_due_date(self.sweeper.iter_plan(at=now))
         return None if due is None else max(0.0, (due - now).total_seconds())
 
-    def run_forever(self) -> int:
-        """The daemon. Returns the exit code (0 after SIGTERM)."""
+    def run_forever(self, *, locked: bool = False) -> int:
+        """The daemon. Returns the exit code (0 after SIGTERM). ``locked``: the caller
+        already holds the daemon lock (``App.exclusive("daemon")``)."""
+        if locked:
+            return self._run_forever()
         with self.app.exclusive("daemon", wait=False):
             return self._run_forever()
 

@@ -517,3 +517,29 @@ def test_no_watchdog_for_another_process(short_setup, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         notify.close()
+
+
+def test_a_second_daemon_on_the_same_setup_stops_before_listening(short_setup, tmp_path):
+    """One daemon per setup (exit 10): the second stops on the lock before it listens on
+    its metrics port or asks any store anything."""
+    port = free_port()
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    first = subprocess.Popen(
+        [sys.executable, "-m", "retentiond", "run", "--metrics-addr", f"127.0.0.1:{port}"],
+        env=cli_env(short_setup), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, timeout=15,
+                 what="the first daemon", proc=first)
+        other = free_port()
+        second = subprocess.run(
+            [sys.executable, "-m", "retentiond", "run", "--metrics-addr",
+             f"127.0.0.1:{other}"], env=cli_env(short_setup), capture_output=True,
+            text=True, timeout=60, check=False)
+        assert second.returncode == 10, second.stderr
+        assert "daemon.lock" in second.stderr and "http.started" not in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None and http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    finally:
+        first.terminate()
+        assert first.wait(timeout=30) == 0
+        log.close()

@@ -141,7 +141,8 @@ def test_unclassifiable_and_malformed_are_quarantined_not_lost(app, clock):
     _, _, o3 = _ingest(app, clock, "c.wav", seed=3, purpose="marketing")
     _, _, o4 = _ingest(app, clock, "d.mp4", seed=4, purpose="quality", media="screen")
     for o, why in ((o1, "no purpose"), (o2, "sidecar:2: objecton: unknown field"),
-                   (o3, "unknown purpose 'marketing'"), (o4, "media 'screen'")):
+                   (o3, "sidecar:1: purpose: unknown purpose 'marketing'"),
+                   (o4, "media 'screen'")):
         assert o.outcome == "quarantined"
         rec = app.catalog.get(o.object_id)
         assert rec.state is State.QUARANTINED and why in (rec.quarantine_reason or "")

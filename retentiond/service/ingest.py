@@ -265,42 +265,19 @@ class _WriterAppeared(Exception):
 LEASE_CHECK_BYTES = 8 * 1024 * 1024  # how much is read between two looks at the lease
 
 
-class _WatchedReader:
-    """The inbox file as the sealer reads it: every LEASE_CHECK_BYTES, a look at its read
-    lease (one ``fcntl``). A broken lease (a program opened the file for writing) stops
-    the ingest there rather than after sealing the rest, so that program waits less."""
-
-    def __init__(self, fh: io.BufferedIOBase, lease: ReadLease) -> None:
-        self._fh = fh
-        self._lease = lease
-        self._since = 0
-
-    def _count(self, n: int) -> None:
-        self._since += n
-        if self._since >= LEASE_CHECK_BYTES:
-            self._since = 0
-            if not self._lease.intact():
-                raise _WriterAppeared
-
-    def readinto(self, buffer: memoryview) -> int:
-        n = self._fh.readinto(buffer) or 0
-        self._count(n)
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
-        self._count(len(data))
-        return data
-
-
-class _Beating:
-    """A recording's source as the sealer reads it: every LEASE_CHECK_BYTES, tells the
+class _WatchedSource:
+    """A recording's source as the sealer reads it. Every LEASE_CHECK_BYTES: tells the
     daemon's progress (systemd's watchdog) that the ingest moves, however long the
-    recording takes (a 20 GiB video from a slow bucket)."""
+    recording takes (a 20 GiB video from a slow bucket); and, for an inbox file read
+    under a lease, looks at it (one ``fcntl``): a broken lease (a program opened the file
+    for writing) stops the ingest there rather than after sealing the rest, so that
+    program waits less."""
 
-    def __init__(self, fh: io.BufferedIOBase, progress: Progress) -> None:
+    def __init__(self, fh: io.BufferedIOBase, progress: Progress,
+                 lease: ReadLease | None) -> None:
         self._fh = fh
         self._progress = progress
+        self._lease = lease if lease is not None and lease.held else None
         self._since = 0
 
     def _count(self, n: int) -> None:
@@ -308,6 +285,8 @@ class _Beating:
         if self._since >= LEASE_CHECK_BYTES:
             self._since = 0
             self._progress.beat()
+            if self._lease is not None and not self._lease.intact():
+                raise _WriterAppeared
 
     def readinto(self, buffer: memoryview) -> int:
         inner = getattr(self._fh, "readinto", None)
@@ -744,16 +723,17 @@ class Ingestor:
                      unchanged=lambda: lease.intact() and
                      self._same_file(name, dir_fd, Identity.of(before)),
                      remove=remove)
-        reader = cast(BinaryIO, _WatchedReader(cast(io.BufferedIOBase, fh), lease)) \
-            if lease.held else fh
-        return self._ingest_stream(reader, src, sidecar=sidecar, sidecar_error=sidecar_error,
+        return self._ingest_stream(fh, src, lease=lease, sidecar=sidecar,
+                                   sidecar_error=sidecar_error,
                                    overrides=overrides, now=now)
 
     def _ingest_stream(
         self, fh: BinaryIO, src: Source, *, sidecar: Sidecar | None,
         sidecar_error: str | None, overrides: Overrides, now: datetime,
+        lease: ReadLease | None = None,
     ) -> IngestOutcome:
-        """The common path: classify, encrypt into the vault, verify, catalog, remove."""
+        """The common path: classify, encrypt into the vault, verify, catalog, remove.
+        ``lease``: the inbox file's read lease, looked at while it is read."""
         app = self.app
         policy = app.policy
         path = src.source
@@ -786,7 +766,8 @@ class Ingestor:
                                   size_hint=None if src.size is None
                                   else ciphertext_size(src.size)) as w:
                 sealed = seal_stream(
-                    cast(BinaryIO, _Beating(cast(io.BufferedIOBase, fh), app.progress)), w,
+                    cast(BinaryIO, _WatchedSource(cast(io.BufferedIOBase, fh), app.progress,
+                                                  lease)), w,
                     data_key=data_key, object_id=object_id, purpose=cls.purpose,
                 )
                 crashpoint("ingest.before_vault_commit")

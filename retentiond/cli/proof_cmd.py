@@ -155,7 +155,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     "witness": None if kept is None else str(kept),
                     "uncommitted": list(result.uncommitted)})
     else:
-        print(f"ok: {log_dir}: {result.size} entries, root {root}, signed by {verifier.name}")
+        entries = "1 entry" if result.size == 1 else f"{result.size} entries"
+        print(f"ok: {log_dir}: {entries}, root {root}, signed by {verifier.name}")
         if last is not None:
             print(f"consistent with the last verified checkpoint (kept in {witness})")
         elif witness is None:

@@ -531,6 +531,7 @@ class Ingestor:
                 os.close(dfd)
             why = "a symbolic link (refused)" if isinstance(e, OSError) and \
                 e.errno == errno.ELOOP else getattr(e, "strerror", None) or str(e)
+            why = why.removeprefix(f"{name}: ")  # the path below names it already
             app.metrics.errors.labels(stage="ingest").inc()
             return IngestOutcome(source, "failed", message=f"{path}: {why}",
                                  exit_code=EXIT_BAD_INPUT)

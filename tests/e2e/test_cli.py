@@ -94,7 +94,7 @@ def test_sweep_plan_proof_show_and_tamper(short_setup, tmp_path):
     shown = json.loads(p.stdout)
     assert shown["record"]["object_id"] == rid and shown["index"] == 0
     p = run_cli("proof", "verify", setup=short_setup)
-    assert p.returncode == 0 and "1 entries" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0 and ": 1 entry, root" in p.stdout, p.stdout + p.stderr
     p = run_cli("get", rid, "--out", str(tmp_path / "x"), "--actor", "a", "--reason", "r",
                 setup=short_setup)
     assert p.returncode == 3 and "deleted" in p.stderr

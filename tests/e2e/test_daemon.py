@@ -201,7 +201,7 @@ def test_daemon_ingests_deletes_on_time_and_proves(short_setup, tmp_path):
         assert len(list((short_setup / "vault").rglob("*.rtd"))) == 2
         assert bytes(wrapped) not in catalog_bytes(short_setup)
         p = run_cli("proof", "verify", setup=short_setup)
-        assert p.returncode == 0 and "1 entries" in p.stdout, p.stderr
+        assert p.returncode == 0 and ": 1 entry, root" in p.stdout, p.stderr
         text = scrape(base)
         assert metric(text, "retentiond_deletions_total", purpose="quality",
                       reason="retention-expired") == 1

@@ -26,6 +26,8 @@ import yaml
 
 from retentiond.core.policy import load_policy_dir
 from retentiond.crypto.keys import FileKeyProvider
+from retentiond.errors import ConfigError
+from retentiond.service.events import read_token
 from retentiond.service.keyrotation import COPY_MARKER
 from retentiond.service.setup import init_setup
 from retentiond.settings import load_settings
@@ -65,6 +67,7 @@ def full_values() -> dict[str, Any]:
                                              "    legal_basis: consent\n    retention: P1M\n"}},
         "persistence": {"existingClaim": "retentiond-state"},
         "metrics": {"port": 9500}, "service": {"port": 80, "annotations": {"a": "b"}},
+        "events": {"webhook": {"port": 9465, "tokenSecret": "hook-token", "tokenKey": "t"}},
         "serviceAccount": {"name": "rtd-sa",
                            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
         "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}},
@@ -485,3 +488,65 @@ def test_residency_and_controllers_values_reach_the_configuration(tmp_path):
     values["config"]["residency"] = {"local_country": "FR", "oops": 1}
     with pytest.raises(Exception, match=r"oops|additional"):
         render(values)  # the values schema refuses an unknown residency key
+
+
+def test_events_webhook_value_opens_a_port_and_hands_over_the_token(tmp_path):
+    """``events.webhook``: the daemon listens for S3 event notifications on the pod's
+    ``events`` port and the Service's, and reads the token from a 0600 copy the init
+    container makes of the Secret (retentiond refuses a group-readable token file)."""
+    values = copy.deepcopy(SCENARIOS["minio"])
+    values["config"].setdefault("extra", {})["events"] = {"minio_listen": False}
+    values["events"] = {"webhook": {"port": 9465, "tokenSecret": "hook-token"}}
+    docs = render(values)
+    settings = load_settings(rendered_config(docs, tmp_path)[1], environ={})
+    assert settings.webhook_addr == "0.0.0.0:9465"
+    assert str(settings.webhook_token_file) == "/run/retentiond/webhook.token"
+    assert settings.minio_listen is False  # config.extra's events keys are kept
+    main = container(docs)
+    assert {"name": "events", "containerPort": 9465, "protocol": "TCP"} in main["ports"]
+    service = one(docs, "Service")
+    assert {"name": "events", "port": 9465, "targetPort": "events",
+            "protocol": "TCP"} in service["spec"]["ports"]
+    init = container(docs, "prepare")
+    assert init["command"][5:] == ["/etc/retentiond/webhook-token/token",
+                                   "/run/retentiond/webhook.token"]
+    spec = pod(docs)["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "webhook-token-source"]
+    assert volume["secret"]["secretName"] == "hook-token"
+    assert [m["name"] for m in init["volumeMounts"]].count("webhook-token-source") == 1
+    assert all(m["name"] != "webhook-token-source" for m in main["volumeMounts"])
+    for version in KUBE_VERSIONS:
+        for doc in docs:
+            if not doc["apiVersion"].startswith("monitoring.coreos.com/"):  # CRDs
+                kubernetes_validate.validate(doc, version, strict=True)
+
+    # the init script's copy is one retentiond accepts, from a Secret volume's 0440 file
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "token").write_text("s3cr3t-token\n")
+    (secret / "token").chmod(0o440)
+    script = tmp_path / "prepare.py"
+    script.write_text(one(docs, "ConfigMap", f"{RELEASE}-retentiond")["data"]["prepare.py"])
+    keys = tmp_path / "keysrc"
+    keys.mkdir()
+    (keys / "kek.current").write_text("x")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    token_file = run_dir / "webhook.token"
+    p = subprocess.run([sys.executable, str(script), str(keys), str(run_dir / "keys"), "[]",
+                        str(secret / "token"), str(token_file)],
+                       capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert read_token(token_file) == "s3cr3t-token"
+    with pytest.raises(ConfigError, match=r"readable by group or others \(mode 0440\)"):
+        read_token(secret / "token")  # as mounted, it would be refused
+
+
+def test_events_webhook_is_off_by_default():
+    docs = render(BASE)
+    assert all(p["name"] != "events" for p in container(docs)["ports"])
+    assert all(p["name"] != "events" for p in one(docs, "Service")["spec"]["ports"])
+    assert "events" not in yaml.safe_load(
+        next(d for d in by_kind(docs, "ConfigMap")
+             if "retentiond.yaml" in d["data"])["data"]["retentiond.yaml"])

@@ -1,7 +1,8 @@
 """retentiond's init container: copy the key files out of the Secret volume into a private
 folder (retentiond refuses key files that group or others can read, and a Secret volume
 with an fsGroup is group-readable), then create the folders of the stores kept on the
-state volume. Usage: prepare.py KEYS_SOURCE KEYS_DIR '["/folder", ...]'
+state volume; and the events webhook's token, likewise, when one is given. Usage:
+prepare.py KEYS_SOURCE KEYS_DIR '["/folder", ...]' [TOKEN_SOURCE TOKEN_FILE]
 """
 
 import json
@@ -32,6 +33,10 @@ def main() -> int:
     marker.write_text("made by the chart's init container from the keys Secret at pod "
                       "start; changes here are lost at the next restart\n")
     marker.chmod(0o600)
+    if len(sys.argv) > 5:  # the webhook token: a 0600 copy, as retentiond requires
+        token_source, token_file = Path(sys.argv[4]), Path(sys.argv[5])
+        token_file.write_bytes(token_source.read_bytes())
+        token_file.chmod(0o600)
     for folder in folders:
         Path(folder).mkdir(parents=True, exist_ok=True)
     print(f"retentiond-prepare: {copied} key files in {target}; folders: {', '.join(folders)}")

@@ -47,6 +47,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "retentiond.policiesDir" -}}/etc/retentiond/policies{{- end -}}
 {{- define "retentiond.keysSourceDir" -}}/etc/retentiond/keys-source{{- end -}}
 {{- define "retentiond.keysDir" -}}/run/retentiond/keys{{- end -}}
+{{- define "retentiond.tokenSourceDir" -}}/etc/retentiond/webhook-token{{- end -}}
+{{- define "retentiond.tokenFile" -}}/run/retentiond/webhook.token{{- end -}}
 
 {{- define "retentiond.keysSecretName" -}}
 {{- if .Values.keys.existingSecret -}}
@@ -120,6 +122,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if $c.s3 -}}{{- $_ := set $cfg "s3" $c.s3 -}}{{- end -}}
 {{- if $c.residency -}}{{- $_ := set $cfg "residency" $c.residency -}}{{- end -}}
 {{- if $c.controllers -}}{{- $_ := set $cfg "controllers" $c.controllers -}}{{- end -}}
+{{- $hook := .Values.events.webhook -}}
+{{- if gt (int $hook.port) 0 -}}
+{{- $events := dict "webhook_addr" (printf "0.0.0.0:%d" (int $hook.port)) -}}
+{{- if $hook.tokenSecret -}}{{- $_ := set $events "webhook_token_file" (include "retentiond.tokenFile" .) -}}{{- end -}}
+{{- $_ := set $cfg "events" $events -}}
+{{- end -}}
 {{- $merged := mergeOverwrite (deepCopy $c.extra) $cfg -}}
 {{- toYaml $merged -}}
 {{- end -}}

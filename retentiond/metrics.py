@@ -86,10 +86,9 @@ REUSE_MAX_SECONDS = 300.0
 class Reused(Generic[T]):
     """``compute()``'s last result, computed again once it is older than REUSE_FACTOR
     times the CPU computing it took (``cpu_time``, this thread's; at most the time that
-    passed on ``monotonic``), at most
-    REUSE_MAX_SECONDS; one computation at a time (a scrape arriving meanwhile waits for
-    it and shares it). A failure, or a result ``keep`` refuses (one that holds an error
-    marker), is not kept: the next call computes again."""
+    passed on ``monotonic``), and at most REUSE_MAX_SECONDS; one computation at a time (a
+    scrape arriving meanwhile waits for it and shares it). A failure, or a result ``keep``
+    refuses (one that holds an error marker), is not kept: the next call computes again."""
 
     def __init__(self, compute: Callable[[], T], *,
                  monotonic: Callable[[], float] = time.monotonic,

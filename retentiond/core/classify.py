@@ -122,7 +122,7 @@ def classify(
         elif purpose_name is None:
             reason = "no purpose: no sidecar purpose and no classify rule matched"
         elif purpose_name not in policy.purposes:
-            at = sc.purpose_at if declared == sc.purpose and not overrides.purpose else None
+            at = None if overrides.purpose else sc.purpose_at  # the sidecar's line, field
             reason = (
                 (f"{at}: " if at else "")
                 + f"unknown purpose {purpose_name!r} (policy {policy.name} defines: "

@@ -325,12 +325,17 @@ class ResidencyConfig:
     where: Where = field(default=_plain_where, compare=False, repr=False)
 
 
+def _endpoint_host(url: str) -> str:
+    """The host name of an S3 endpoint URL (or of a bare ``host:port``), lowercase."""
+    return (urlparse(url if "://" in url else f"//{url}").hostname or "").lower()
+
+
 def is_private_endpoint(url: str | None) -> bool:
     """An S3 endpoint on the operator's own network (loopback, private addresses,
     in-cluster or single-label names): its region name says nothing about where it is."""
     if not url:
         return False
-    host = (urlparse(url if "://" in url else f"//{url}").hostname or "").lower()
+    host = _endpoint_host(url)
     if not host:
         return False
     try:
@@ -527,11 +532,6 @@ class LocationCheck:
 # answers its zonegroup's), which says nothing about where it is
 PROVIDER_DOMAINS = ("amazonaws.com", "amazonaws.com.cn", "scw.cloud", "cloud.ovh.net",
                     "storage.googleapis.com")
-
-
-def _endpoint_host(s3_endpoint: str) -> str:
-    return (urlparse(s3_endpoint if "://" in s3_endpoint else f"//{s3_endpoint}").hostname
-            or "").lower()
 
 
 def _on(host: str, domain: str) -> bool:

@@ -434,12 +434,11 @@ class Daemon:
                     self.ingestor.recover()  # cheap when there is nothing to repair
                     batch, next_file_in, _ = self.ingest_ready(
                         now=app.clock.now(), budget=app.settings.sweep_interval_seconds)
-                    if batch:
+                    if batch:  # a new recording may be due at once (objection, short policy)
                         hangpoint("daemon.after_ingest")
+                        sweep_at = app.clock.monotonic()
                     if self._stop:
                         break
-                    if batch:  # a new recording may be due at once (objection, short policy)
-                        sweep_at = app.clock.monotonic()
                     if app.clock.monotonic() >= reconcile_at:
                         reconcile_safely(app, now=app.clock.now())
                         reconcile_at = app.clock.monotonic() + \

@@ -624,9 +624,11 @@ def assemble_report(
     findings: Iterable[tuple[str, str | None, str, str, datetime, datetime]],
     residency: Iterable[Mapping[str, object]],
     proof_log: ProofLogStatus, audit_log: AuditLogStatus, keys: KeysStatus | None = None,
-    standing_objections: int = 0,
+    standing_objections: int = 0, contradicted_stores: int = 0,
 ) -> Report:
-    """The report from plain data (the shapes the catalog methods return)."""
+    """The report from plain data (the shapes the catalog methods return).
+    ``contradicted_stores``: stores whose own answer contradicts the declared location
+    (``CONTRADICTING`` location checks)."""
     tally = list(tally)
     residency_list = list(residency)
     by_purpose, by_agent = _sampling(tally, policy=policy)
@@ -655,9 +657,7 @@ def assemble_report(
                            undeclared=sum(1 for row in residency_list
                                           if row.get("kind") == "store"
                                           and row.get("zone") is None), keys=keys,
-                           contradicted=sum(1 for row in residency_list
-                                            if str(row.get("location_check", "")).startswith(
-                                                CONTRADICTED))),
+                           contradicted=contradicted_stores),
     )
 
 
@@ -725,9 +725,9 @@ def keys_status(app: App) -> KeysStatus:
                       retired=tuple(retired), files=tuple(files))
 
 
-# location checks that contradict the declaration (``core.residency.LocationStatus``)
-CONTRADICTED = tuple(f"{s.value}:" for s in (LocationStatus.TRANSFER, LocationStatus.DIFFERS,
-                                             LocationStatus.UNKNOWN_REGION))
+# location checks that contradict the declaration (the report's residency-contradicted)
+CONTRADICTING = frozenset({LocationStatus.TRANSFER, LocationStatus.DIFFERS,
+                           LocationStatus.UNKNOWN_REGION})
 
 
 def _with_location_checks(rows: list[dict[str, object]],
@@ -747,11 +747,13 @@ def build_report(app: App, *, now: datetime, witness: Path | None = None) -> Rep
     checkpoint ``proof verify`` recorded (checked for consistency, never written)."""
     catalog = app.catalog
     last_index = catalog.max_proof_index()
+    checks = check_locations(app)
     return assemble_report(
         now=now, policy=app.policy, plan=Sweeper(app).plan(at=now), counts=catalog.counts(),
         tally=catalog.sampling_tally(), notes=catalog.notes_findings(),
         deletions=catalog.deletions_by_day(), findings=catalog.findings(),
-        residency=_with_location_checks(residency_rows(app.settings), check_locations(app)),
+        residency=_with_location_checks(residency_rows(app.settings), checks),
+        contradicted_stores=sum(1 for c in checks if c.status in CONTRADICTING),
         proof_log=proof_log_status(app.proof_log, location=app.settings.proofs,
                                    catalog_proofs=0 if last_index is None else last_index + 1,
                                    witness=witness),
